@@ -1,0 +1,20 @@
+/** An input file (store, checkpoint, metadata) broke the documented format. */
+export class FormatError extends Error {
+  /**
+   * @param file the file that was being read
+   * @param problem what was wrong and what was expected
+   */
+  constructor(readonly file: string, problem: string) {
+    super(`${file}: ${problem}`);
+    this.name = "FormatError";
+  }
+}
+
+/** A configuration value (flag, preset field) was out of range or inconsistent. */
+export class ConfigError extends Error {
+  /** @param message what was wrong and what was expected */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}

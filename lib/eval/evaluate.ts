@@ -1,0 +1,97 @@
+/**
+ * User-level evaluation (method.md §4): adapt theta per user with a fresh Adam on
+ * all train pairs, then score the test pairs; ties are wrong. The one
+ * implementation used by training, `test:*`, and the library.
+ */
+import { adaptTheta } from "../model/kspace.ts";
+import { headMatrix } from "../model/head.ts";
+import { type MrmParams, numBases } from "../model/params.ts";
+import { projectAll } from "../model/project.ts";
+import { pairFeatures, type UserTask } from "../data/tasks.ts";
+
+/** Accuracy of one user. */
+export interface UserResult {
+  id: string;
+  group: "seen" | "unseen";
+  nTrain: number;
+  nTest: number;
+  accuracy: number;
+}
+
+/** Mean, median and worst-10% mean of a group's per-user accuracies. */
+export interface GroupStats {
+  n: number;
+  mean: number;
+  median: number;
+  worst10: number;
+}
+
+/** The result of one evaluation. */
+export interface EvalResult {
+  users: UserResult[];
+  seen: GroupStats;
+  unseen: GroupStats;
+  overall: GroupStats;
+}
+
+/** Summarizes accuracies: mean, median, and the mean of the worst ceil(10%) users. */
+export function groupStats(acc: number[]): GroupStats {
+  const n = acc.length;
+  if (n === 0) return { n: 0, mean: NaN, median: NaN, worst10: NaN };
+  const s = [...acc].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / n;
+  const median = n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+  const w = Math.max(1, Math.ceil(n / 10));
+  const worst10 = s.slice(0, w).reduce((a, b) => a + b, 0) / w;
+  return { n, mean, median, worst10 };
+}
+
+/** Fraction of rows whose margin w(theta) . z is strictly positive. */
+export function accuracyOf(theta: ArrayLike<number>, z: Float64Array, n: number): number {
+  const K = theta.length;
+  let mx = -Infinity;
+  for (let k = 0; k < K; k++) mx = Math.max(mx, theta[k]);
+  const w = new Float64Array(K);
+  for (let k = 0; k < K; k++) w[k] = Math.exp(theta[k] - mx);
+  let correct = 0;
+  for (let p = 0; p < n; p++) {
+    let m = 0;
+    for (let k = 0; k < K; k++) m += w[k] * z[p * K + k];
+    if (m > 0) correct++;
+  }
+  return correct / n;
+}
+
+/** Evaluates every user of `tasks` against a model, projecting the store once. */
+export async function evaluate(
+  params: MrmParams,
+  embeddings: Float32Array,
+  tasks: UserTask[],
+  { innerLr, innerSteps }: { innerLr: number; innerSteps: number },
+): Promise<EvalResult> {
+  const y = await projectAll(embeddings, params.dim, params.layers[0]);
+  return evaluateProjected(params, y, tasks, { innerLr, innerSteps });
+}
+
+/** Evaluation from precomputed first-layer outputs `y` (N x h1). */
+export function evaluateProjected(
+  params: MrmParams,
+  y: Float32Array,
+  tasks: UserTask[],
+  { innerLr, innerSteps }: { innerLr: number; innerSteps: number },
+): EvalResult {
+  const h1 = params.layers[0].out, K = numBases(params), head = headMatrix(params);
+  const users: UserResult[] = tasks.map((t) => {
+    const c = (p: number) => t.chosen[p], r = (p: number) => t.rejected[p];
+    const tr = pairFeatures(y, h1, head, K, c, r, t.train).z;
+    const te = pairFeatures(y, h1, head, K, c, r, t.test).z;
+    const theta = adaptTheta(params.sharedWeight, tr, t.train.length, { lr: innerLr, steps: innerSteps });
+    return { id: t.id, group: t.group, nTrain: t.train.length, nTest: t.test.length, accuracy: accuracyOf(theta, te, t.test.length) };
+  });
+  return {
+    users,
+    seen: groupStats(users.filter((u) => u.group === "seen").map((u) => u.accuracy)),
+    unseen: groupStats(users.filter((u) => u.group === "unseen").map((u) => u.accuracy)),
+    overall: groupStats(users.map((u) => u.accuracy)),
+  };
+}

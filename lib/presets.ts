@@ -1,0 +1,145 @@
+/** Release hyperparameters (method.md §5) and the synthetic demo's, as typed data. */
+import { ConfigError } from "./errors.ts";
+import type { SplitStyle } from "./data/splits.ts";
+
+/** Everything that defines a meta-training run. */
+export interface TrainConfig {
+  /** preset name the run started from */
+  dataset: string;
+  /** how users' pairs split into train/test */
+  splitStyle: SplitStyle;
+  /** store prefix (`<prefix>.safetensors` + `<prefix>.json`) */
+  data: string;
+  hiddenSizes: number[];
+  useBias: boolean;
+  innerLr: number;
+  metaLr: number;
+  trainInnerEpochs: number;
+  evalInnerEpochs: number;
+  tasksPerBatch: number;
+  epochs: number;
+  warmupRatio: number;
+  seed: number;
+  valRatio: number;
+  logFreq: number;
+  saveFreq: number;
+  seenTrainLimit: number;
+  unseenTrainLimit: number;
+  rpoRho: number;
+  rpoGamma: number;
+  firstOrder: boolean;
+  clipNorm: number;
+}
+
+const base = {
+  hiddenSizes: [2],
+  useBias: false,
+  trainInnerEpochs: 1,
+  evalInnerEpochs: 1,
+  tasksPerBatch: 2,
+  epochs: 200,
+  warmupRatio: 0.05,
+  seed: 42,
+  valRatio: 0.9,
+  rpoRho: 0.5,
+  rpoGamma: 0.5,
+  firstOrder: false,
+  clipNorm: 1.0,
+};
+
+/** The presets by name. */
+export const PRESETS: Record<string, TrainConfig> = {
+  prism: {
+    ...base,
+    dataset: "prism",
+    splitStyle: "prism",
+    data: "data/emb/prism/V2",
+    innerLr: 1e-3,
+    metaLr: 1e-3,
+    logFreq: 1,
+    saveFreq: 5,
+    seenTrainLimit: -1,
+    unseenTrainLimit: -1,
+  },
+  reddit: {
+    ...base,
+    dataset: "reddit",
+    splitStyle: "reddit",
+    data: "data/emb/reddit/V2",
+    innerLr: 5e-3,
+    metaLr: 5e-3,
+    logFreq: 10,
+    saveFreq: 10,
+    seenTrainLimit: 150,
+    unseenTrainLimit: 50,
+  },
+  reddit100: {
+    ...base,
+    dataset: "reddit100",
+    splitStyle: "reddit",
+    data: "data/emb/reddit/V2",
+    innerLr: 5e-3,
+    metaLr: 5e-3,
+    logFreq: 10,
+    saveFreq: 10,
+    seenTrainLimit: 100,
+    unseenTrainLimit: 50,
+  },
+  /** The demo: a PRISM-like synthetic store, trained long enough to matter on 2 cores. */
+  synthetic: {
+    ...base,
+    dataset: "synthetic",
+    splitStyle: "prism",
+    data: "data/emb/synthetic/prism",
+    innerLr: 5e-2,
+    metaLr: 1e-2,
+    trainInnerEpochs: 5,
+    evalInnerEpochs: 5,
+    epochs: 30,
+    logFreq: 5,
+    saveFreq: 10,
+    seenTrainLimit: -1,
+    unseenTrainLimit: -1,
+  },
+};
+
+/** Looks up a preset, with a clear error naming the choices. */
+export function preset(name: string): TrainConfig {
+  const p = PRESETS[name];
+  if (!p) throw new ConfigError(`unknown preset '${name}' (expected one of: ${Object.keys(PRESETS).join(", ")})`);
+  return structuredClone(p);
+}
+
+/** Checks ranges; throws a ConfigError naming the flag. */
+export function validateConfig(c: TrainConfig): TrainConfig {
+  const pos = (v: number, flag: string) => {
+    if (!(v > 0) || !Number.isFinite(v)) throw new ConfigError(`--${flag} must be a positive number, got ${v}`);
+  };
+  const int = (v: number, flag: string, min: number) => {
+    if (!Number.isInteger(v) || v < min) throw new ConfigError(`--${flag} must be an integer >= ${min}, got ${v}`);
+  };
+  pos(c.innerLr, "inner_lr");
+  pos(c.metaLr, "meta_lr");
+  int(c.trainInnerEpochs, "train_inner_epochs", 0);
+  int(c.evalInnerEpochs, "eval_inner_epochs", 0);
+  int(c.tasksPerBatch, "tasks_per_batch", 1);
+  int(c.epochs, "epochs", 1);
+  int(c.logFreq, "log_freq", 1);
+  int(c.saveFreq, "save_freq", 1);
+  int(c.seed, "seed", 0);
+  int(c.seenTrainLimit, "seen_train_limit", -1);
+  int(c.unseenTrainLimit, "unseen_train_limit", -1);
+  if (!(c.warmupRatio >= 0 && c.warmupRatio < 1)) throw new ConfigError(`--warmup_ratio must be in [0, 1), got ${c.warmupRatio}`);
+  if (!(c.valRatio > 0 && c.valRatio < 1)) throw new ConfigError(`--val_ratio must be in (0, 1), got ${c.valRatio}`);
+  if (!(c.rpoRho >= 0 && c.rpoRho <= 1)) throw new ConfigError(`--rpo_ratio must be in [0, 1], got ${c.rpoRho}`);
+  if (!Number.isFinite(c.rpoGamma)) throw new ConfigError(`--rpo_gamma must be a number, got ${c.rpoGamma}`);
+  if (c.hiddenSizes.length === 0 || !c.hiddenSizes.every((h) => Number.isInteger(h) && h > 0)) {
+    throw new ConfigError(`--hidden_layers must be a comma-separated list of positive integers, got ${c.hiddenSizes.join(",")}`);
+  }
+  return c;
+}
+
+/** A short tag of the settings that differ most between runs, for folder names. */
+export function shortConfig(c: TrainConfig): string {
+  return `k${c.hiddenSizes.join("-")}_ilr${c.innerLr}_mlr${c.metaLr}_in${c.trainInnerEpochs}_e${c.epochs}_s${c.seed}${c.firstOrder ? "_fo" : ""}`;
+}

@@ -1,0 +1,222 @@
+/**
+ * A meta-training run and its folder (data-format.md): config.json, metrics.csv,
+ * users.csv, summary.json, train.log, epoch_<E>.safetensors, best.safetensors and
+ * resume.safetensors (optimizer state, so `--resume` continues bit-exactly).
+ */
+import { splitUsers, type Splits } from "../data/splits.ts";
+import { buildTasks, type UserTask } from "../data/tasks.ts";
+import { ConfigError } from "../errors.ts";
+import { evaluate, type EvalResult, type UserResult } from "../eval/evaluate.ts";
+import { exists, writeFileAtomic } from "../fsutil.ts";
+import { initParams, type MrmParams } from "../model/params.ts";
+import type { TrainConfig } from "../presets.ts";
+import type { EmbeddingStore } from "../store/store.ts";
+import { initialState, makeTrainer, totalSteps, trainEpoch, type TrainState } from "../train/meta.ts";
+import { loadCheckpoint, loadResumeState, saveCheckpoint, saveResumeState } from "./checkpoint.ts";
+import { parseCsv, toCsv } from "./csv.ts";
+import { formatDuration, RunLog } from "./log.ts";
+
+/** metrics.csv columns; the first nine are fixed by data-format.md. */
+export const METRICS_HEADER = [
+  "epoch",
+  "meta_loss",
+  "seen_acc",
+  "unseen_acc",
+  "overall_acc",
+  "seen_worst10",
+  "unseen_worst10",
+  "lr",
+  "seconds",
+  "seen_median",
+  "unseen_median",
+  "overall_median",
+  "overall_worst10",
+  "rpo_objective",
+];
+
+/** Accuracy figures of one evaluated epoch. */
+export interface EpochReport {
+  epoch: number;
+  seen_acc: number;
+  unseen_acc: number;
+  overall_acc: number;
+  seen_worst10: number;
+  unseen_worst10: number;
+  seen_median: number;
+  unseen_median: number;
+}
+
+/** summary.json */
+export interface RunSummary {
+  best: EpochReport & { selection: string };
+  last: EpochReport & { selection: string };
+  users: { seen: number; unseen: number };
+  seconds: number;
+  outDir: string;
+}
+
+/** The users of a store under a config's split. */
+export function prepareTasks(store: EmbeddingStore, c: TrainConfig): { splits: Splits; seen: UserTask[]; unseen: UserTask[] } {
+  const splits = splitUsers(store.meta, c.splitStyle, { seed: c.seed, seenTrainLimit: c.seenTrainLimit, unseenTrainLimit: c.unseenTrainLimit });
+  if (splits.seen.length === 0) throw new ConfigError(`${store.prefix}: no seen users with both train and test pairs under this split`);
+  return { splits, ...buildTasks(store, splits) };
+}
+
+function report(epoch: number, r: EvalResult): EpochReport {
+  return {
+    epoch,
+    seen_acc: r.seen.mean,
+    unseen_acc: r.unseen.mean,
+    overall_acc: r.overall.mean,
+    seen_worst10: r.seen.worst10,
+    unseen_worst10: r.unseen.worst10,
+    seen_median: r.seen.median,
+    unseen_median: r.unseen.median,
+  };
+}
+
+function rowToReport(row: Record<string, number>): EpochReport {
+  const { epoch, seen_acc, unseen_acc, overall_acc, seen_worst10, unseen_worst10, seen_median, unseen_median } = row;
+  return { epoch, seen_acc, unseen_acc, overall_acc, seen_worst10, unseen_worst10, seen_median, unseen_median };
+}
+
+/** Options of a run. */
+export interface RunOptions {
+  outDir: string;
+  /** start from this checkpoint's weights instead of a random init */
+  init?: string;
+  /** continue the run in outDir from its resume state */
+  resume?: boolean;
+  log?: RunLog;
+  /** stop after this many epochs of this invocation (tests use it to simulate a kill) */
+  stopAfterEpochs?: number;
+}
+
+/** Trains, evaluates and checkpoints one run; returns its summary. */
+export async function runTraining(store: EmbeddingStore, config: TrainConfig, opts: RunOptions): Promise<RunSummary> {
+  const { outDir } = opts;
+  const log = opts.log ?? new RunLog(true);
+  await Deno.mkdir(outDir, { recursive: true });
+  await log.attach(`${outDir}/train.log`);
+  const resumePath = `${outDir}/resume.safetensors`;
+  let state: TrainState;
+  let rows: Record<string, number>[] = [];
+  if (opts.resume) {
+    if (!(await exists(resumePath))) throw new ConfigError(`--resume ${outDir}: no resume.safetensors there (the run saved none yet, or this is not a run folder)`);
+    const r = await loadResumeState(resumePath);
+    state = r.state;
+    config = r.config;
+    if (await exists(`${outDir}/metrics.csv`)) {
+      const [head, ...body] = parseCsv(await Deno.readTextFile(`${outDir}/metrics.csv`));
+      rows = body.map((cells) => Object.fromEntries(head.map((h, i) => [h, Number(cells[i])])))
+        .filter((row) => row.epoch <= state.epoch);
+    }
+    log.line(`resuming ${outDir} after epoch ${state.epoch} (step ${state.step})`);
+  } else {
+    let params: MrmParams;
+    if (opts.init) {
+      params = (await loadCheckpoint(opts.init, { dim: store.dim })).params;
+      const k = params.layers.map((l) => l.out).join(",");
+      if (k !== config.hiddenSizes.join(",") || Boolean(params.layers[0].bias) !== config.useBias) {
+        log.line(`--init ${opts.init}: using its architecture (hidden ${k}, bias ${Boolean(params.layers[0].bias)})`);
+        config = { ...config, hiddenSizes: params.layers.map((l) => l.out), useBias: Boolean(params.layers[0].bias) };
+      }
+    } else {
+      params = initParams(store.dim, { hiddenSizes: config.hiddenSizes, useBias: config.useBias, seed: config.seed });
+    }
+    state = initialState(params);
+    await writeFileAtomic(`${outDir}/config.json`, JSON.stringify({ ...config, init: opts.init ?? null, dim: store.dim }, null, 2) + "\n");
+  }
+  const { seen, unseen } = prepareTasks(store, config);
+  const all = [...seen, ...unseen];
+  const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
+  const total = totalSteps(seen.length, config);
+  log.line(`${config.dataset}: ${seen.length} seen + ${unseen.length} unseen users, H=${store.dim}, ${config.epochs} epochs x ${Math.ceil(seen.length / config.tasksPerBatch)} steps (${total} total)`);
+
+  const secondsOffset = rows.length ? rows[rows.length - 1].seconds : 0;
+  const t0 = performance.now();
+  const elapsed = () => secondsOffset + (performance.now() - t0) / 1000;
+  const best = () => rows.reduce<Record<string, number> | undefined>((b, r) => (!b || r.overall_acc > b.overall_acc ? r : b), undefined);
+  let lastUsers: UserResult[] | undefined;
+  let ranThisCall = 0;
+  const startEpoch = state.epoch;
+  while (state.epoch < config.epochs) {
+    if (opts.stopAfterEpochs !== undefined && ranThisCall >= opts.stopAfterEpochs) break;
+    const ep = state.epoch + 1;
+    const st = await trainEpoch(state, store.embeddings, trainer, config, (done, loss) => {
+      const rate = (ep - 1 - startEpoch) * seen.length + done;
+      const perUser = (performance.now() - t0) / 1000 / Math.max(1, rate);
+      const eta = perUser * ((config.epochs - ep + 1) * seen.length - done);
+      log.status(`epoch ${ep}/${config.epochs}  ${done}/${seen.length} users  ${(1 / perUser).toFixed(0)} users/s  loss ${loss.toFixed(4)}  ETA ${formatDuration(eta)}`);
+    });
+    ranThisCall++;
+    const isLast = state.epoch === config.epochs;
+    if (state.epoch % config.logFreq === 0 || isLast) {
+      const ev = await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: config.evalInnerEpochs });
+      const row: Record<string, number> = {
+        epoch: state.epoch,
+        meta_loss: st.metaLoss,
+        seen_acc: ev.seen.mean,
+        unseen_acc: ev.unseen.mean,
+        overall_acc: ev.overall.mean,
+        seen_worst10: ev.seen.worst10,
+        unseen_worst10: ev.unseen.worst10,
+        lr: st.lr,
+        seconds: elapsed(),
+        seen_median: ev.seen.median,
+        unseen_median: ev.unseen.median,
+        overall_median: ev.overall.median,
+        overall_worst10: ev.overall.worst10,
+        rpo_objective: st.objective,
+      };
+      const prevBest = best();
+      rows.push(row);
+      if (!prevBest || row.overall_acc > prevBest.overall_acc) {
+        await saveCheckpoint(`${outDir}/best.safetensors`, state.params, config, { epoch: String(state.epoch) });
+        await writeFileAtomic(`${outDir}/best_users.json`, JSON.stringify(ev.users));
+      }
+      lastUsers = ev.users;
+      await writeFileAtomic(`${outDir}/metrics.csv`, toCsv(METRICS_HEADER, rows.map((r) => METRICS_HEADER.map((h) => r[h]))));
+      const eta = (elapsed() - secondsOffset) / ranThisCall * (config.epochs - state.epoch);
+      log.line(
+        `epoch ${state.epoch}/${config.epochs}  loss ${st.metaLoss.toFixed(4)}  seen ${pct(ev.seen.mean)}  unseen ${pct(ev.unseen.mean)}  overall ${pct(ev.overall.mean)}  worst10 ${pct(ev.seen.worst10)}/${pct(ev.unseen.worst10)}  lr ${st.lr.toExponential(2)}  ${(st.users / st.seconds).toFixed(0)} users/s  ETA ${formatDuration(eta)}`,
+      );
+    }
+    if (state.epoch % config.saveFreq === 0 || isLast) {
+      await saveCheckpoint(`${outDir}/epoch_${state.epoch}.safetensors`, state.params, config, { epoch: String(state.epoch) });
+      await saveResumeState(resumePath, state, config);
+    }
+  }
+  if (state.epoch < config.epochs) {
+    log.line(`stopped after epoch ${state.epoch}; continue with --resume ${outDir}`);
+  }
+  const b = best(), l = rows[rows.length - 1];
+  if (!b || !l) throw new ConfigError("no evaluation was run (increase --epochs or lower --log_freq)");
+  const summary: RunSummary = {
+    best: { ...rowToReport(b), selection: "best overall test accuracy over evaluated epochs (the release's protocol: selected on the test set)" },
+    last: { ...rowToReport(l), selection: "last evaluated epoch (no selection on test)" },
+    users: { seen: seen.length, unseen: unseen.length },
+    seconds: elapsed(),
+    outDir,
+  };
+  await writeFileAtomic(`${outDir}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
+  const bestUsers: UserResult[] = JSON.parse(await Deno.readTextFile(`${outDir}/best_users.json`));
+  const lastAcc = new Map((lastUsers ?? []).map((u) => [u.id, u.accuracy]));
+  await writeFileAtomic(
+    `${outDir}/users.csv`,
+    toCsv(
+      ["user_id", "group", "n_train", "n_test", "accuracy", "accuracy_last"],
+      bestUsers.map((u) => [u.id, u.group, u.nTrain, u.nTest, u.accuracy, lastAcc.get(u.id)]),
+    ),
+  );
+  log.line(`best (selected on test, epoch ${b.epoch}): seen ${pct(b.seen_acc)}  unseen ${pct(b.unseen_acc)}  overall ${pct(b.overall_acc)}`);
+  log.line(`last (epoch ${l.epoch}): seen ${pct(l.seen_acc)}  unseen ${pct(l.unseen_acc)}  overall ${pct(l.overall_acc)}`);
+  log.line(`run folder: ${outDir}`);
+  log.close();
+  return summary;
+}
+
+/** A fraction as a percentage with one decimal. */
+export function pct(x: number): string {
+  return Number.isFinite(x) ? (100 * x).toFixed(1) : "-";
+}

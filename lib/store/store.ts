@@ -1,0 +1,118 @@
+/**
+ * The embedding store: `<prefix>.safetensors` (one `embeddings` tensor [N, H]) and
+ * `<prefix>.json` (user id -> list of pair entries indexing rows of it).
+ */
+import { FormatError } from "../errors.ts";
+import { writeFileAtomic } from "../fsutil.ts";
+import { readHeader, readTensor, writeSafetensors } from "./safetensors.ts";
+
+/** One preference pair of a user, as stored in `<prefix>.json`. */
+export interface PairEntry {
+  conversation_id?: string | number;
+  prompt?: unknown;
+  chosen?: string;
+  rejected?: string;
+  chosen_score?: number | null;
+  rejected_score?: number | null;
+  chosen_idx: number;
+  rejected_idx: number;
+  split?: "train" | "val";
+  [extra: string]: unknown;
+}
+
+/** User id -> that user's pairs, in file order. */
+export type StoreMeta = Record<string, PairEntry[]>;
+
+/** An embedding store in memory: one contiguous Float32Array of N x H rows. */
+export interface EmbeddingStore {
+  prefix: string;
+  embeddings: Float32Array;
+  n: number;
+  dim: number;
+  meta: StoreMeta;
+  /** safetensors `__metadata__` (encoder id, dtype, ...) */
+  info: Record<string, string>;
+}
+
+/** Reads and validates `<prefix>.json` against a row count `n` (when known). */
+export async function readStoreMeta(file: string, n?: number): Promise<StoreMeta> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new FormatError(file, "file not found");
+    throw e;
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(file, `not valid JSON (${(e as Error).message})`);
+  }
+  return validateStoreMeta(file, json, n);
+}
+
+/** Checks the metadata object's shape and every index; returns it typed. */
+export function validateStoreMeta(file: string, json: unknown, n?: number): StoreMeta {
+  if (!json || typeof json !== "object" || Array.isArray(json)) {
+    throw new FormatError(file, "expected a JSON object mapping user ids to lists of pairs");
+  }
+  const meta = json as Record<string, unknown>;
+  const users = Object.keys(meta);
+  if (users.length === 0) throw new FormatError(file, "no users");
+  for (const u of users) {
+    const list = meta[u];
+    if (!Array.isArray(list)) throw new FormatError(file, `user '${u}': expected a list of pairs`);
+    if (list.length === 0) throw new FormatError(file, `user '${u}' has no pairs`);
+    list.forEach((e, i) => {
+      if (!e || typeof e !== "object") throw new FormatError(file, `user '${u}' entry ${i}: expected an object`);
+      for (const k of ["chosen_idx", "rejected_idx"] as const) {
+        const v = (e as Record<string, unknown>)[k];
+        if (!Number.isInteger(v) || (v as number) < 0 || (n !== undefined && (v as number) >= n)) {
+          throw new FormatError(file, `user '${u}' entry ${i}: ${k} ${JSON.stringify(v)} is out of range [0, ${n ?? "N"})`);
+        }
+      }
+      const s = (e as Record<string, unknown>).split;
+      if (s !== undefined && s !== "train" && s !== "val") {
+        throw new FormatError(file, `user '${u}' entry ${i}: split ${JSON.stringify(s)} must be "train" or "val"`);
+      }
+    });
+  }
+  return meta as StoreMeta;
+}
+
+/**
+ * Loads a store; every check runs before the embeddings are read, so a bad store
+ * is refused without being half-loaded.
+ */
+export async function loadStore(prefix: string): Promise<EmbeddingStore> {
+  const stFile = `${prefix}.safetensors`;
+  const header = await readHeader(stFile);
+  const info = header.tensors.embeddings;
+  if (!info) throw new FormatError(stFile, `no tensor named 'embeddings' (found: ${Object.keys(header.tensors).join(", ") || "none"})`);
+  if (info.shape.length !== 2) throw new FormatError(stFile, `'embeddings' must be 2-D [N, H], got shape ${JSON.stringify(info.shape)}`);
+  const [n, dim] = info.shape;
+  const meta = await readStoreMeta(`${prefix}.json`, n);
+  const { data } = await readTensor(stFile, "embeddings", header);
+  return { prefix, embeddings: data, n, dim, meta, info: header.metadata };
+}
+
+/** Writes a store atomically (both files); F32 unless `dtype: "F16"`. */
+export async function writeStore(
+  prefix: string,
+  embeddings: Float32Array,
+  dim: number,
+  meta: StoreMeta,
+  { dtype = "F32", info = {} }: { dtype?: "F32" | "F16"; info?: Record<string, string> } = {},
+): Promise<void> {
+  if (embeddings.length % dim !== 0) throw new Error(`writeStore: ${embeddings.length} values are not a multiple of H=${dim}`);
+  const n = embeddings.length / dim;
+  validateStoreMeta(`${prefix}.json`, meta, n);
+  const dir = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : ".";
+  await Deno.mkdir(dir, { recursive: true });
+  await writeSafetensors(`${prefix}.safetensors`, { embeddings: { data: embeddings, shape: [n, dim] } }, {
+    dtype,
+    metadata: { format: "pt", dtype, created: new Date().toISOString(), ...info },
+  });
+  await writeFileAtomic(`${prefix}.json`, JSON.stringify(meta));
+}

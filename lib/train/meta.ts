@@ -1,0 +1,103 @@
+/** The outer meta-training loop (method.md §3), one epoch at a time, resumable. */
+import { PyRandom } from "../data/rng.ts";
+import { supportQuery } from "../data/splits.ts";
+import type { UserTask } from "../data/tasks.ts";
+import { type MrmParams, namedArrays } from "../model/params.ts";
+import type { TrainConfig } from "../presets.ts";
+import { adamInit, type AdamState, adamUpdate, clipGlobalNorm } from "./adam.ts";
+import { lrFactor, warmupSteps } from "./schedule.ts";
+import { metaStep, type StepTask, type TaskRows, taskRows } from "./step.ts";
+
+/** Everything needed to continue training exactly where it stopped. */
+export interface TrainState {
+  /** epochs completed */
+  epoch: number;
+  /** outer steps taken */
+  step: number;
+  params: MrmParams;
+  adam: AdamState;
+}
+
+/** What one epoch did. */
+export interface EpochStats {
+  epoch: number;
+  /** mean query loss over the epoch's users */
+  metaLoss: number;
+  /** mean RPO objective per step */
+  objective: number;
+  /** learning rate of the epoch's last step */
+  lr: number;
+  users: number;
+  seconds: number;
+}
+
+/** A fresh state at epoch 0. */
+export function initialState(params: MrmParams): TrainState {
+  return { epoch: 0, step: 0, params, adam: adamInit(namedArrays(params).map(([, a]) => a.length)) };
+}
+
+/** Outer steps in a run: ceil(seen / tasksPerBatch) per epoch (leftover group included). */
+export function totalSteps(nSeen: number, c: TrainConfig): number {
+  return Math.ceil(nSeen / c.tasksPerBatch) * c.epochs;
+}
+
+/** The order in which an epoch visits the seen users (deterministic per seed and epoch). */
+export function visitOrder(nSeen: number, seed: number, epoch: number): number[] {
+  return new PyRandom(seed * 1_000_003 + 7919 * (epoch + 1)).shuffle([...Array(nSeen).keys()]);
+}
+
+/** Reusable per-run buffers: each seen user's rows and a scratch block for the step. */
+export interface Trainer {
+  seen: UserTask[];
+  rows: TaskRows[];
+  scratch: Float32Array;
+}
+
+/** Prepares the seen users for training (row lists, scratch sized for the largest step). */
+export function makeTrainer(seen: UserTask[], dim: number, tasksPerBatch: number): Trainer {
+  const rows = seen.map(taskRows);
+  const sizes = rows.map((r) => r.rows.length).sort((a, b) => b - a);
+  const maxRows = sizes.slice(0, tasksPerBatch).reduce((a, b) => a + b, 0);
+  return { seen, rows, scratch: new Float32Array(Math.max(1, maxRows) * dim) };
+}
+
+/** Runs the next epoch in place on `state`. `onStep` sees progress (users done). */
+export async function trainEpoch(
+  state: TrainState,
+  embeddings: Float32Array,
+  tr: Trainer,
+  c: TrainConfig,
+  onStep?: (usersDone: number, loss: number) => void,
+): Promise<EpochStats> {
+  const t0 = performance.now();
+  const epoch = state.epoch; // 0-based index of the epoch being run
+  const total = totalSteps(tr.seen.length, c), warm = warmupSteps(total, c.warmupRatio);
+  const order = visitOrder(tr.seen.length, c.seed, epoch);
+  const arrays = namedArrays(state.params).map(([, a]) => a);
+  let lossSum = 0, objSum = 0, steps = 0, lr = 0, done = 0;
+  for (let i = 0; i < order.length; i += c.tasksPerBatch) {
+    const batch: StepTask[] = order.slice(i, i + c.tasksPerBatch).map((u) => {
+      const t = tr.seen[u];
+      const sq = supportQuery(t.entries, t.train, { seed: c.seed, userIndex: t.index, epoch, valRatio: c.valRatio });
+      return { rows: tr.rows[u], ...sq };
+    });
+    const res = await metaStep(state.params, embeddings, batch, {
+      innerLr: c.innerLr,
+      innerSteps: c.trainInnerEpochs,
+      firstOrder: c.firstOrder,
+      rpoRho: c.rpoRho,
+      rpoGamma: c.rpoGamma,
+    }, tr.scratch);
+    clipGlobalNorm(res.grads, c.clipNorm);
+    lr = c.metaLr * lrFactor(state.step, total, warm);
+    adamUpdate(state.adam, arrays, res.grads, lr);
+    state.step++;
+    steps++;
+    objSum += res.objective;
+    for (const l of res.losses) lossSum += l;
+    done += batch.length;
+    onStep?.(done, lossSum / done);
+  }
+  state.epoch++;
+  return { epoch: state.epoch, metaLoss: lossSum / Math.max(1, done), objective: objSum / Math.max(1, steps), lr, users: done, seconds: (performance.now() - t0) / 1000 };
+}

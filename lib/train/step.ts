@@ -1,0 +1,154 @@
+/**
+ * One outer step of meta-training for a group of users, batched: their train rows
+ * go to the backend as one block, one matMul projects them, the K-space math runs
+ * per user, and one matMul returns the first layer's gradient for all of them.
+ */
+import { pairFeatures, type UserTask } from "../data/tasks.ts";
+import { headGrads, headMatrix } from "../model/head.ts";
+import { taskGrad } from "../model/kspace.ts";
+import { INPUT_SCALE, type MrmParams, namedArrays, numBases } from "../model/params.ts";
+import { firstLayerTensor, RowBlock } from "../model/project.ts";
+import { rpo } from "./rpo.ts";
+
+/** A user's train rows, and each entry's position among them (-1 if not a train entry). */
+export interface TaskRows {
+  rows: Int32Array;
+  localChosen: Int32Array;
+  localRejected: Int32Array;
+}
+
+/** Collects the distinct embedding rows a user's train pairs read, sorted. */
+export function taskRows(t: UserTask): TaskRows {
+  const set = new Set<number>();
+  for (const p of t.train) {
+    set.add(t.chosen[p]);
+    set.add(t.rejected[p]);
+  }
+  const rows = Int32Array.from([...set].sort((a, b) => a - b));
+  const where = new Map<number, number>();
+  rows.forEach((r, i) => where.set(r, i));
+  const localChosen = new Int32Array(t.entries.length).fill(-1);
+  const localRejected = new Int32Array(t.entries.length).fill(-1);
+  for (const p of t.train) {
+    localChosen[p] = where.get(t.chosen[p])!;
+    localRejected[p] = where.get(t.rejected[p])!;
+  }
+  return { rows, localChosen, localRejected };
+}
+
+/** One user's part of a step. */
+export interface StepTask {
+  rows: TaskRows;
+  support: number[];
+  query: number[];
+}
+
+/** Settings of the inner loop and the objective. */
+export interface StepOptions {
+  innerLr: number;
+  innerSteps: number;
+  firstOrder: boolean;
+  rpoRho: number;
+  rpoGamma: number;
+}
+
+/** The step's objective, each user's query loss, and gradients aligned with namedArrays(). */
+export interface StepResult {
+  objective: number;
+  losses: number[];
+  grads: Float64Array[];
+}
+
+/** Copies the listed rows of `src` (H wide) into `dst`, merging contiguous runs. */
+export function gatherRows(src: Float32Array, dim: number, rows: ArrayLike<number>, dst: Float32Array, at = 0): void {
+  let i = 0;
+  while (i < rows.length) {
+    let j = i + 1;
+    while (j < rows.length && rows[j] === rows[j - 1] + 1) j++;
+    dst.set(src.subarray(rows[i] * dim, (rows[j - 1] + 1) * dim), (at + i) * dim);
+    i = j;
+  }
+}
+
+/**
+ * Computes the meta-gradient of one outer step. `scratch` must hold the
+ * batch's rows (sum of rows x H floats); it is reused across steps.
+ */
+export async function metaStep(
+  params: MrmParams,
+  embeddings: Float32Array,
+  batch: StepTask[],
+  opts: StepOptions,
+  scratch: Float32Array,
+): Promise<StepResult> {
+  const H = params.dim, h1 = params.layers[0].out, K = numBases(params);
+  const offsets: number[] = [];
+  let nRows = 0;
+  for (const t of batch) {
+    offsets.push(nRows);
+    gatherRows(embeddings, H, t.rows.rows, scratch, nRows);
+    nRows += t.rows.rows.length;
+  }
+  const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H);
+  const w1 = firstLayerTensor(params.layers[0]);
+  try {
+    const y = await block.project(w1);
+    const head = headMatrix(params);
+    const per = batch.map((t, b) => {
+      const c = (p: number) => offsets[b] + t.rows.localChosen[p];
+      const r = (p: number) => offsets[b] + t.rows.localRejected[p];
+      const s = pairFeatures(y, h1, head, K, c, r, t.support);
+      const q = pairFeatures(y, h1, head, K, c, r, t.query);
+      const g = taskGrad(params.sharedWeight, s.z, t.support.length, q.z, t.query.length, {
+        lr: opts.innerLr,
+        steps: opts.innerSteps,
+        firstOrder: opts.firstOrder,
+      });
+      return { s, q, g, c, r };
+    });
+    const losses = per.map((p) => p.g.loss);
+    const { objective, coef } = rpo(losses, opts.rpoRho, opts.rpoGamma);
+
+    const gTheta = new Float64Array(K);
+    const gB = new Float64Array(K * h1);
+    const rowCoef = new Float32Array(h1 * nRows); // h1 x nRows
+    const ybar = new Float64Array(h1);
+    per.forEach((u, b) => {
+      const cb = coef[b];
+      for (let k = 0; k < K; k++) gTheta[k] += cb * u.g.dTheta[k];
+      const side = (feat: { yd: Float64Array }, dz: Float64Array, positions: number[]) => {
+        positions.forEach((pos, i) => {
+          ybar.fill(0);
+          for (let k = 0; k < K; k++) {
+            const gk = cb * dz[i * K + k];
+            if (gk === 0) continue;
+            for (let j = 0; j < h1; j++) {
+              gB[k * h1 + j] += gk * feat.yd[i * h1 + j];
+              ybar[j] += head[k * h1 + j] * gk;
+            }
+          }
+          const rc = u.c(pos), rr = u.r(pos);
+          for (let j = 0; j < h1; j++) {
+            rowCoef[j * nRows + rc] += ybar[j] * INPUT_SCALE;
+            rowCoef[j * nRows + rr] -= ybar[j] * INPUT_SCALE;
+          }
+        });
+      };
+      side(u.s, u.g.dZs, batch[b].support);
+      side(u.q, u.g.dZq, batch[b].query);
+    });
+    const gW1 = Float64Array.from(await block.weightGrad(rowCoef, h1));
+    const gHead = headGrads(params, gB);
+    const grads: Float64Array[] = [];
+    for (const [name, arr] of namedArrays(params)) {
+      if (name === "shared_weight") grads.push(gTheta);
+      else if (name === "layers.0.weight") grads.push(gW1);
+      else if (name.endsWith(".weight")) grads.push(gHead[Number(name.split(".")[1]) - 1]);
+      else grads.push(new Float64Array(arr.length)); // biases cancel in chosen - rejected
+    }
+    return { objective, losses, grads };
+  } finally {
+    w1.dispose();
+    block.dispose();
+  }
+}
