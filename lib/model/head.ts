@@ -77,16 +77,10 @@ export function headGrads(p: MrmParams, gB: Float64Array): Float64Array[] {
   return out;
 }
 
-/** Absolute rewards r(x) = softmax(theta) . phi(x) of rows X (n x H), biases included. */
-export function rewards(p: MrmParams, theta: ArrayLike<number>, x: Float32Array, n: number): Float64Array {
-  const K = theta.length;
-  let mx = -Infinity;
-  for (let k = 0; k < K; k++) mx = Math.max(mx, theta[k]);
-  const w = new Float64Array(K);
-  let s = 0;
-  for (let k = 0; k < K; k++) s += w[k] = Math.exp(theta[k] - mx);
-  for (let k = 0; k < K; k++) w[k] /= s;
-  const r = new Float64Array(n);
+/** Base-function outputs phi(x) (n x K, biases included) of rows X (n x H). */
+export function baseOutputs(p: MrmParams, x: Float32Array, n: number): Float64Array {
+  const K = p.layers[p.layers.length - 1].out;
+  const out = new Float64Array(n * K);
   for (let row = 0; row < n; row++) {
     let h: Float64Array = Float64Array.from(x.subarray(row * p.dim, (row + 1) * p.dim), (v) => v * INPUT_SCALE);
     for (const l of p.layers) {
@@ -98,9 +92,7 @@ export function rewards(p: MrmParams, theta: ArrayLike<number>, x: Float32Array,
       }
       h = o;
     }
-    let v = 0;
-    for (let k = 0; k < K; k++) v += w[k] * h[k];
-    r[row] = v;
+    out.set(h, row * K);
   }
-  return r;
+  return out;
 }

@@ -1,0 +1,17 @@
+/** Plain-text tables for terminals and logs. */
+
+/** Renders rows under a header with right-aligned numeric columns. */
+export function table(header: string[], rows: (string | number)[][]): string {
+  const cells = [header, ...rows.map((r) => r.map((c) => typeof c === "number" ? (Number.isFinite(c) ? c.toFixed(1) : "-") : c))];
+  const w = header.map((_, i) => Math.max(...cells.map((r) => String(r[i] ?? "").length)));
+  const line = (r: (string | number)[]) => r.map((c, i) => i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i])).join("  ");
+  return [line(cells[0]), w.map((n) => "-".repeat(n)).join("  "), ...cells.slice(1).map(line)].join("\n");
+}
+
+/** mean ± std (sample std) as percentages. */
+export function meanStd(xs: number[]): { mean: number; std: number; text: string } {
+  const n = xs.length;
+  const mean = xs.reduce((a, b) => a + b, 0) / n;
+  const std = n > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, std, text: `${(100 * mean).toFixed(1)} ± ${(100 * std).toFixed(1)}` };
+}

@@ -1,0 +1,95 @@
+/** Shared CLI plumbing for tasks/: release-named flags <-> TrainConfig, errors -> exit codes. */
+import { parseArgs } from "node:util";
+import { ConfigError, FormatError } from "../lib/errors.ts";
+import type { TrainConfig } from "../lib/presets.ts";
+
+type Kind = "number" | "int" | "bool" | "list";
+/** Release flag name -> config field, type and help. */
+export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; help: string }> = {
+  inner_lr: { key: "innerLr", kind: "number", help: "inner-loop Adam learning rate" },
+  meta_lr: { key: "metaLr", kind: "number", help: "outer Adam learning rate" },
+  train_inner_epochs: { key: "trainInnerEpochs", kind: "int", help: "inner Adam steps during meta-training" },
+  eval_inner_epochs: { key: "evalInnerEpochs", kind: "int", help: "inner Adam steps when evaluating" },
+  tasks_per_batch: { key: "tasksPerBatch", kind: "int", help: "users per outer step" },
+  epochs: { key: "epochs", kind: "int", help: "meta-training epochs" },
+  warmup_ratio: { key: "warmupRatio", kind: "number", help: "share of steps of linear warm-up" },
+  seed: { key: "seed", kind: "int", help: "seed of splits and init" },
+  val_ratio: { key: "valRatio", kind: "number", help: "share of a user's train conversations used as query" },
+  log_freq: { key: "logFreq", kind: "int", help: "evaluate every N epochs" },
+  save_freq: { key: "saveFreq", kind: "int", help: "checkpoint every N epochs" },
+  seen_train_limit: { key: "seenTrainLimit", kind: "int", help: "cap on seen users' train conversations/pairs (-1 none)" },
+  unseen_train_limit: { key: "unseenTrainLimit", kind: "int", help: "cap on unseen users' train conversations/pairs (-1 none)" },
+  rpo_ratio: { key: "rpoRho", kind: "number", help: "RPO rho: tau is the (1 - rho) quantile of the batch losses" },
+  rpo_gamma: { key: "rpoGamma", kind: "number", help: "RPO temperature (<= 0: hard mask)" },
+  hidden_layers: { key: "hiddenSizes", kind: "list", help: "layer sizes, comma-separated (last = K)" },
+  use_bias: { key: "useBias", kind: "bool", help: "biases in the base functions" },
+  first_order: { key: "firstOrder", kind: "bool", help: "first-order inner step (no second-order terms)" },
+};
+
+/** parseArgs options for the config flags plus extra ones. */
+export function flagOptions(extra: Record<string, { type: "string" | "boolean"; short?: string }>): Record<string, { type: "string" | "boolean"; short?: string }> {
+  const o: Record<string, { type: "string" | "boolean"; short?: string }> = { help: { type: "boolean", short: "h" }, ...extra };
+  for (const [name, f] of Object.entries(CONFIG_FLAGS)) o[name] = { type: f.kind === "bool" ? "boolean" : "string" };
+  return o;
+}
+
+/** Parses argv strictly, turning unknown flags into a ConfigError. */
+export function parse(args: string[], options: ReturnType<typeof flagOptions>): Record<string, string | boolean | undefined> {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    throw new ConfigError(`${(e as Error).message} (see --help)`);
+  }
+}
+
+/** Applies config flags present in `values` onto `c`; returns the names that were set. */
+export function applyConfigFlags(c: TrainConfig, values: Record<string, string | boolean | undefined>): string[] {
+  const set: string[] = [];
+  const rec = c as unknown as Record<string, unknown>;
+  for (const [name, f] of Object.entries(CONFIG_FLAGS)) {
+    const v = values[name];
+    if (v === undefined) continue;
+    set.push(name);
+    if (f.kind === "bool") rec[f.key] = v === true;
+    else if (f.kind === "list") {
+      const parts = String(v).split(",").map((s) => Number(s.trim()));
+      if (parts.some((p) => !Number.isInteger(p) || p <= 0)) throw new ConfigError(`--${name} expects positive integers separated by commas, got '${v}'`);
+      rec[f.key] = parts;
+    } else {
+      const n = Number(v);
+      if (String(v).trim() === "" || !Number.isFinite(n)) throw new ConfigError(`--${name} expects a number, got '${v}'`);
+      if (f.kind === "int" && !Number.isInteger(n)) throw new ConfigError(`--${name} expects an integer, got '${v}'`);
+      rec[f.key] = n;
+    }
+  }
+  return set;
+}
+
+/** Help text lines for the config flags with the preset's defaults. */
+export function configHelp(c: TrainConfig): string {
+  const rec = c as unknown as Record<string, unknown>;
+  return Object.entries(CONFIG_FLAGS).map(([name, f]) => {
+    const d = rec[f.key];
+    const shown = Array.isArray(d) ? d.join(",") : String(d);
+    return `  --${name.padEnd(20)} ${f.help} (default ${shown})`;
+  }).join("\n");
+}
+
+/** Runs a task's main, printing known errors plainly and exiting non-zero. */
+export async function main(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (e instanceof ConfigError || e instanceof FormatError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}
+
+/** `<dir>/<timestamp>_<tag>` with a sortable UTC timestamp. */
+export function timestamped(dir: string, tag: string): string {
+  const ts = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
+  return `${dir}/${ts}_${tag}`;
+}

@@ -1,0 +1,99 @@
+/** `deno task train:<preset>`: meta-train MRM with the release's hyperparameters. */
+import { initBackend, type BackendName } from "../lib/backend.ts";
+import { ConfigError } from "../lib/errors.ts";
+import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
+import { preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
+import { RunLog } from "../lib/run/log.ts";
+import { prepareTasks, runTraining, type RunSummary } from "../lib/run/run.ts";
+import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
+import { meanStd, table } from "../lib/report/table.ts";
+import { loadStore } from "../lib/store/store.ts";
+import { writeFileAtomic } from "../lib/fsutil.ts";
+import { applyConfigFlags, configHelp, flagOptions, main, parse, timestamped } from "./_cli.ts";
+
+await main(async () => {
+  const opts = flagOptions({
+    preset: { type: "string" },
+    data: { type: "string" },
+    embed_pt: { type: "string" },
+    meta_json: { type: "string" },
+    out: { type: "string" },
+    init: { type: "string" },
+    resume: { type: "string" },
+    backend: { type: "string" },
+    repeat: { type: "string" },
+  });
+  const v = parse(Deno.args, opts);
+  const config: TrainConfig = preset(String(v.preset ?? "prism"));
+  if (v.help) {
+    console.log(`deno task train:${config.dataset} [flags]   (preset '${config.dataset}', release hyperparameters)
+  --data PREFIX          embedding store prefix (default ${config.data})
+  --embed_pt/--meta_json the release's names for the store files (same prefix)
+  --out DIR              run folder (default output/${config.dataset}/<timestamp>_<config>)
+  --init CKPT            start from a checkpoint's weights (ours or a converted PyTorch one)
+  --resume RUN           continue an interrupted run folder from its last checkpoint
+  --backend cpu|wasm|webgpu  tfjs backend (default: webgpu on a real GPU, else wasm)
+  --repeat N             run seeds seed..seed+N-1 and report mean ± std (default 1)
+${configHelp(config)}`);
+    return;
+  }
+  applyConfigFlags(config, v);
+  config.data = resolvePrefix(v as Record<string, string>, config.data);
+  validateConfig(config);
+  const repeat = v.repeat === undefined ? 1 : Number(v.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new ConfigError(`--repeat expects a positive integer, got '${v.repeat}'`);
+  const backendFlag = v.backend === undefined ? "auto" : String(v.backend);
+  if (!["auto", "cpu", "wasm", "webgpu"].includes(backendFlag)) throw new ConfigError(`--backend must be cpu, wasm or webgpu, got '${backendFlag}'`);
+  const backend = await initBackend(backendFlag as BackendName | "auto");
+
+  let resumeDir: string | undefined;
+  if (typeof v.resume === "string") {
+    resumeDir = v.resume;
+    const saved = JSON.parse(await Deno.readTextFile(`${resumeDir}/config.json`).catch(() => {
+      throw new ConfigError(`--resume ${resumeDir}: no config.json there (not a run folder)`);
+    })) as TrainConfig;
+    config.data = saved.data;
+  }
+  await requireStore(config.data, config.dataset);
+  const log = new RunLog();
+  log.line(`loading ${config.data} (backend ${backend})`);
+  const store = await loadStore(config.data);
+  const truth = await readTruth(config.data);
+
+  const summaries: RunSummary[] = [];
+  const baseOut = typeof v.out === "string" ? v.out : timestamped(`output/${config.dataset}`, shortConfig(config));
+  for (let r = 0; r < repeat; r++) {
+    const c = { ...config, seed: config.seed + r };
+    const outDir = resumeDir ?? (repeat > 1 ? `${baseOut}/seed_${c.seed}` : baseOut);
+    const s = await runTraining(store, c, { outDir, init: v.init as string | undefined, resume: Boolean(resumeDir), log });
+    if (truth) {
+      const { seen, unseen } = prepareTasks(store, c);
+      const o = oracleAccuracy(truth, [...seen, ...unseen]);
+      console.log("\n" + table(["", "seen", "unseen", "overall", "seen worst10", "unseen worst10"], [
+        ["MRM (best, on test)", 100 * s.best.seen_acc, 100 * s.best.unseen_acc, 100 * s.best.overall_acc, 100 * s.best.seen_worst10, 100 * s.best.unseen_worst10],
+        ["MRM (last)", 100 * s.last.seen_acc, 100 * s.last.unseen_acc, 100 * s.last.overall_acc, 100 * s.last.seen_worst10, 100 * s.last.unseen_worst10],
+        ["oracle (true reward)", 100 * o.seen.mean, 100 * o.unseen.mean, 100 * o.overall.mean, 100 * o.seen.worst10, 100 * o.unseen.worst10],
+      ]));
+      const sum = JSON.parse(await Deno.readTextFile(`${outDir}/summary.json`));
+      sum.oracle = { seen_acc: o.seen.mean, unseen_acc: o.unseen.mean, overall_acc: o.overall.mean, seen_worst10: o.seen.worst10, unseen_worst10: o.unseen.worst10 };
+      await writeFileAtomic(`${outDir}/summary.json`, JSON.stringify(sum, null, 2) + "\n");
+    }
+    summaries.push(s);
+  }
+  if (repeat > 1) {
+    const agg: Record<string, string> = {};
+    const rows: string[][] = [];
+    for (const sel of ["best", "last"] as const) {
+      const row = [sel];
+      for (const k of ["seen_acc", "unseen_acc", "overall_acc", "seen_worst10", "unseen_worst10"] as const) {
+        const ms = meanStd(summaries.map((s) => s[sel][k]));
+        agg[`${sel}.${k}`] = ms.text;
+        row.push(ms.text);
+      }
+      rows.push(row);
+    }
+    console.log(`\n${repeat} seeds (${config.seed}..${config.seed + repeat - 1}), mean ± std:`);
+    console.log(table(["", "seen", "unseen", "overall", "seen worst10", "unseen worst10"], rows));
+    await writeFileAtomic(`${baseOut}/repeat.json`, JSON.stringify({ seeds: summaries.map((_, i) => config.seed + i), summary: agg, runs: summaries }, null, 2) + "\n");
+  }
+});
