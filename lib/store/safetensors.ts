@@ -95,8 +95,8 @@ export async function readHeader(path: string): Promise<Header> {
   try {
     const size = (await f.stat()).size;
     const head = new Uint8Array(8);
-    await readFully(f, head, 0, path);
     if (size < 8) parseHeader(path, head, size);
+    await readFully(f, head, 0, path);
     const len = Number(new DataView(head.buffer).getBigUint64(0, true));
     if (8 + len > size) parseHeader(path, head, size);
     const prefix = new Uint8Array(8 + len);

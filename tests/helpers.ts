@@ -1,0 +1,32 @@
+/** Shared test helpers: temp dirs and small stores made on the fly. */
+import { writeStore, type StoreMeta } from "../lib/store/store.ts";
+
+/** A fresh temporary directory, removed by the returned cleanup. */
+export async function tempDir(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
+  const dir = await Deno.makeTempDir({ prefix: "mrm-test-" });
+  return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+}
+
+/** Deterministic pseudo-random floats in [-1, 1). */
+export function randomArray(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    out[i] = a / 2147483648 - 1;
+  }
+  return out;
+}
+
+/** A tiny store: `users` users with `pairs` pairs over `convs` conversations each. */
+export async function tinyStore(prefix: string, { users = 4, pairs = 6, convs = 3, dim = 8 } = {}): Promise<{ embeddings: Float32Array; meta: StoreMeta }> {
+  const meta: StoreMeta = {};
+  let row = 0;
+  for (let u = 0; u < users; u++) {
+    meta[`u${u}`] = Array.from({ length: pairs }, (_, p) => ({ conversation_id: `c${p % convs}`, chosen_idx: row + 2 * p, rejected_idx: row + 2 * p + 1 }));
+    row += 2 * pairs;
+  }
+  const embeddings = randomArray(row * dim, 7);
+  await writeStore(prefix, embeddings, dim, meta);
+  return { embeddings, meta };
+}
