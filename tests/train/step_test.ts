@@ -11,7 +11,7 @@ import { randomArray } from "../helpers.ts";
 // ---- r(x) per response, inner Adam with an analytic theta-gradient, RPO, then
 // ---- central finite differences over every parameter.
 type P64 = { W: number[][][]; b: (number[] | null)[]; theta: number[] };
-const H = 6, LR = 0.1, STEPS = 2, RHO = 0.3, GAMMA = 0.5;
+const H = 6, LR = 0.5, STEPS = 3, RHO = 0.3, GAMMA = 0.5;
 
 function phi(p: P64, x: ArrayLike<number>): number[] {
   let h = Array.from(x, (v) => 0.01 * v);
@@ -93,7 +93,8 @@ function fdGrads(p: P64, users: Parameters<typeof objective>[1], X: Float32Array
 function fixture(hiddenSizes: number[], useBias: boolean) {
   const params = initParams(H, { hiddenSizes, useBias, seed: 3 });
   // make base functions large enough that the losses differ visibly between users
-  for (const l of params.layers) for (let i = 0; i < l.weight.length; i++) l.weight[i] *= 40;
+  const l0 = params.layers[0];
+  for (let i = 0; i < l0.weight.length; i++) l0.weight[i] *= 40;
   const nRows = 40;
   const X = randomArray(nRows * H, 99).map((v) => v * 30);
   const users: { support: [number, number][]; query: [number, number][] }[] = [
@@ -134,16 +135,17 @@ Deno.test("one full outer step (second-order MAML + RPO + clip + Adam) matches a
   const ref = fdGrads(toP64(params), users, X);
   const res = await metaStep(params, X, tasks, opts, new Float32Array(X.length));
   assert.ok(Math.abs(res.objective - objective(toP64(params), users, X)) < 1e-5);
-  res.grads.forEach((g, i) => assert.ok(relErr(g, ref[i]) < 1e-3, `grad ${i}: rel err ${relErr(g, ref[i])}`));
-  // clip to 1.0 and one Adam step, both sides
+  res.grads.forEach((g, i) => assert.ok(relErr(g, ref[i]) < 1e-4, `grad ${i}: rel err ${relErr(g, ref[i])}`));
+  // clip (to 0.5 here, so the fixture clips) and one Adam step, both sides
   const refNorm = Math.sqrt(ref.flat().reduce((s, v) => s + v * v, 0));
-  assert.ok(refNorm > 1, `fixture should exercise clipping (norm ${refNorm})`);
-  const refClipped = ref.map((g) => g.map((v) => v / (refNorm + 1e-6)));
+  const maxNorm = 0.5;
+  assert.ok(refNorm > maxNorm, `fixture should exercise clipping (norm ${refNorm})`);
+  const refClipped = ref.map((g) => g.map((v) => v * maxNorm / (refNorm + 1e-6)));
   const expected = namedArrays(params).map(([, a], i) => Array.from(a, (v, j) => {
     const g = refClipped[i][j], m = 0.1 * g, s = 0.001 * g * g;
     return v - 0.01 * (m / 0.1) / (Math.sqrt(s / 0.001) + 1e-8);
   }));
-  clipGlobalNorm(res.grads, 1.0);
+  clipGlobalNorm(res.grads, maxNorm);
   const arrays = namedArrays(params).map(([, a]) => a);
   adamUpdate(adamInit(arrays.map((a) => a.length)), arrays, res.grads, 0.01);
   arrays.forEach((a, i) => a.forEach((v, j) => assert.ok(Math.abs(v - expected[i][j]) < 1e-5, `param ${i}[${j}]: ${v} vs ${expected[i][j]}`)));
@@ -158,7 +160,7 @@ Deno.test("outer step with two layers and biases: gradients of every layer match
   res.grads.forEach((g, i) => {
     if (names[i].endsWith(".bias")) {
       assert.ok(g.every((v) => v === 0) && ref[i].every((v) => Math.abs(v) < 1e-6), `${names[i]} should have no gradient`);
-    } else assert.ok(relErr(g, ref[i]) < 1e-3, `${names[i]}: rel err ${relErr(g, ref[i])}`);
+    } else assert.ok(relErr(g, ref[i]) < 1e-4, `${names[i]}: rel err ${relErr(g, ref[i])}`);
   });
 });
 
