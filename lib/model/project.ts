@@ -17,11 +17,41 @@ export function transposeScaled(l: Layer, scale: number): Float32Array {
   return t;
 }
 
+/**
+ * coef^T X on the CPU: out (k x H) = coef (k x n) * X (n x H), four rows at a time
+ * so each pass over the output reads four input rows.
+ */
+export function rowCombination(x: Float32Array, coef: Float32Array, n: number, dim: number, k: number): Float64Array {
+  const out = new Float64Array(k * dim);
+  let r = 0;
+  for (; r + 4 <= n; r += 4) {
+    const o0 = r * dim, o1 = o0 + dim, o2 = o1 + dim, o3 = o2 + dim;
+    for (let j = 0; j < k; j++) {
+      const c = j * n + r, a0 = coef[c], a1 = coef[c + 1], a2 = coef[c + 2], a3 = coef[c + 3];
+      if (a0 === 0 && a1 === 0 && a2 === 0 && a3 === 0) continue;
+      const base = j * dim;
+      for (let h = 0; h < dim; h++) out[base + h] += a0 * x[o0 + h] + a1 * x[o1 + h] + a2 * x[o2 + h] + a3 * x[o3 + h];
+    }
+  }
+  for (; r < n; r++) {
+    const o = r * dim;
+    for (let j = 0; j < k; j++) {
+      const a = coef[j * n + r];
+      if (a === 0) continue;
+      const base = j * dim;
+      for (let h = 0; h < dim; h++) out[base + h] += a * x[o + h];
+    }
+  }
+  return out;
+}
+
 /** Rows uploaded once and used for the forward projection and the backward gradient. */
 export class RowBlock {
   #x: tf.Tensor2D;
-  /** @param rows n x H values (read during construction only on copying backends) */
+  #rows: Float32Array;
+  /** @param rows n x H values; must stay unchanged until dispose() */
   constructor(rows: Float32Array, readonly n: number, readonly dim: number) {
+    this.#rows = rows;
     this.#x = tf.tensor2d(rows, [n, dim]);
   }
 
@@ -33,14 +63,20 @@ export class RowBlock {
     return out;
   }
 
-  /** coef^T X: coef is out x n (row-major), result out x H. */
-  async weightGrad(coef: Float32Array, out: number): Promise<Float32Array> {
+  /**
+   * coef X: coef is out x n (row-major), result out x H. On GPU backends a tfjs
+   * matMul; on CPU backends a JS kernel, because the wasm matMul repacks its
+   * right operand (this block, new every step) on each call: 2.0 ms vs 0.17 ms
+   * for 50 x 4096 rows.
+   */
+  async weightGrad(coef: Float32Array, out: number): Promise<Float64Array> {
+    if (tf.getBackend() !== "webgpu") return rowCombination(this.#rows, coef, this.n, this.dim, out);
     const c = tf.tensor2d(coef, [out, this.n]);
     const g = tf.matMul(c, this.#x);
     const res = await g.data() as Float32Array;
     c.dispose();
     g.dispose();
-    return res;
+    return Float64Array.from(res);
   }
 
   /** Frees the uploaded rows. */
@@ -62,7 +98,7 @@ export async function projectAll(
   embeddings: Float32Array,
   dim: number,
   layer: Layer,
-  { chunkRows = 2048 }: { chunkRows?: number } = {},
+  { chunkRows = 512 }: { chunkRows?: number } = {},
 ): Promise<Float32Array> {
   const n = embeddings.length / dim;
   const out = new Float32Array(n * layer.out);

@@ -137,7 +137,7 @@ export async function metaStep(
       side(u.s, u.g.dZs, batch[b].support);
       side(u.q, u.g.dZq, batch[b].query);
     });
-    const gW1 = Float64Array.from(await block.weightGrad(rowCoef, h1));
+    const gW1 = await block.weightGrad(rowCoef, h1);
     const gHead = headGrads(params, gB);
     const grads: Float64Array[] = [];
     for (const [name, arr] of namedArrays(params)) {

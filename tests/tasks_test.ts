@@ -1,0 +1,85 @@
+/** The CLI tasks, run as users run them (subprocesses). */
+import assert from "node:assert/strict";
+import { writeSynthetic } from "../lib/data/synthetic.ts";
+import { splitUsers } from "../lib/data/splits.ts";
+import { loadStore } from "../lib/store/store.ts";
+import { tempDir } from "./helpers.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+
+async function task(file: string, args: string[], cwd = root): Promise<{ code: number; out: string; err: string }> {
+  const p = new Deno.Command(Deno.execPath(), { args: ["run", "-A", `${root}tasks/${file}`, ...args], cwd, stdout: "piped", stderr: "piped" });
+  const r = await p.output();
+  return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
+}
+
+Deno.test("train: a missing store says what is missing and which command makes it", async () => {
+  await using t = await tempDir();
+  const r = await task("train.ts", ["--preset", "prism"], t.dir);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /no embedding store at 'data\/emb\/prism\/V2': missing data\/emb\/prism\/V2\.safetensors and data\/emb\/prism\/V2\.json\. Create it with `deno task preprocess:prism`/);
+  const r2 = await task("train.ts", ["--preset", "reddit", "--meta_json", "x/y.json", "--embed_pt", "x/z.pt"], t.dir);
+  assert.match(r2.err, /name different stores/);
+});
+
+Deno.test("train: bad flags are refused naming the flag", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--inner_lr", "abc"], /--inner_lr expects a number, got 'abc'/],
+    [["--epochs", "2.5"], /--epochs expects an integer/],
+    [["--hidden_layers", "2,x"], /--hidden_layers expects positive integers/],
+    [["--val_ratio", "1.5"], /--val_ratio must be in \(0, 1\)/],
+    [["--backend", "tpu"], /--backend must be cpu, wasm or webgpu/],
+    [["--nonsense", "1"], /Unknown option '--nonsense'/],
+  ];
+  for (const [args, re] of cases) {
+    const r = await task("train.ts", ["--preset", "prism", ...args]);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.match(r.err, re);
+  }
+});
+
+Deno.test("train --help lists every release flag with its preset default", async () => {
+  const r = await task("train.ts", ["--preset", "reddit", "--help"]);
+  for (const f of ["--inner_lr", "--meta_lr", "--train_inner_epochs", "--eval_inner_epochs", "--tasks_per_batch", "--epochs", "--warmup_ratio", "--seed", "--val_ratio", "--log_freq", "--save_freq", "--seen_train_limit", "--unseen_train_limit", "--rpo_ratio", "--rpo_gamma", "--hidden_layers", "--use_bias", "--repeat", "--data", "--out", "--init", "--resume", "--backend", "--first_order"]) {
+    assert.ok(r.out.includes(f), `missing ${f}`);
+  }
+  assert.match(r.out, /--seen_train_limit\s+.*\(default 150\)/);
+  assert.match(r.out, /--inner_lr\s+.*\(default 0\.005\)/);
+});
+
+Deno.test("synth -> train (repeat 2) -> test -> splits, end to end through the CLI", async () => {
+  await using t = await tempDir();
+  const prefix = `${t.dir}/s`;
+  let r = await task("synth.ts", ["--users", "30", "--dim", "8", "--out", prefix]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /30 users/);
+  r = await task("train.ts", ["--preset", "synthetic", "--data", prefix, "--epochs", "2", "--log_freq", "1", "--repeat", "2", "--out", `${t.dir}/run`]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /2 seeds \(42\.\.43\), mean ± std/);
+  assert.match(r.out, /oracle \(true reward\)/);
+  const rep = JSON.parse(await Deno.readTextFile(`${t.dir}/run/repeat.json`));
+  assert.deepEqual(rep.seeds, [42, 43]);
+  r = await task("test.ts", ["--preset", "synthetic", "--run", `${t.dir}/run/seed_42`]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /MRM\s+\d/);
+  r = await task("test.ts", ["--preset", "synthetic", "--run", `${t.dir}/run/seed_42`, "--seen_train_limit", "1"]);
+  assert.match(r.err, /WARNING: --seen_train_limit differ from training/);
+  r = await task("splits.ts", ["--data", prefix, "--dataset", "prism", "--seed", "43"]);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(JSON.parse(r.out), splitUsers((await loadStore(prefix)).meta, "prism", { seed: 43 }));
+});
+
+Deno.test("train --resume continues an interrupted run folder through the CLI", async () => {
+  await using t = await tempDir();
+  const prefix = `${t.dir}/s`;
+  await writeSynthetic(prefix, { preset: "prism", users: 20, dim: 8, seed: 2 });
+  const run = `${t.dir}/run`;
+  let r = await task("train.ts", ["--preset", "synthetic", "--data", prefix, "--epochs", "3", "--save_freq", "1", "--out", run]);
+  assert.equal(r.code, 0, r.err);
+  r = await task("train.ts", ["--preset", "synthetic", "--resume", run]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /resuming .* after epoch 3/);
+  r = await task("train.ts", ["--preset", "synthetic", "--resume", `${t.dir}/nope`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /not a run folder/);
+});
