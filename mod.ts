@@ -17,15 +17,15 @@
  */
 export { adaptUser, scorePairs, scoreRows, type UserModel } from "./lib/model/user.ts";
 export { cloneParams, initParams, type Layer, type MrmParams } from "./lib/model/params.ts";
-export { adaptTheta, btLoss, taskGrad, type InnerOptions, type TaskGrad } from "./lib/model/kspace.ts";
+export { adaptTheta, btLoss, type InnerOptions, type TaskGrad, taskGrad } from "./lib/model/kspace.ts";
 export { loadCheckpoint, saveCheckpoint } from "./lib/run/checkpoint.ts";
 export { type EmbeddingStore, loadStore, type PairEntry, type StoreMeta, writeStore } from "./lib/store/store.ts";
 export { readAll as readSafetensors, writeSafetensors } from "./lib/store/safetensors.ts";
-export { splitUsers, type Splits, supportQuery } from "./lib/data/splits.ts";
+export { type Splits, splitUsers, supportQuery } from "./lib/data/splits.ts";
 export { md5Mod32, PyRandom } from "./lib/data/rng.ts";
 export { generateSynthetic, type SynthOptions, writeSynthetic } from "./lib/data/synthetic.ts";
-export { evaluate, type EvalResult, groupStats } from "./lib/eval/evaluate.ts";
-export { prepareTasks, runTraining, type RunSummary } from "./lib/run/run.ts";
+export { type EvalResult, evaluate, groupStats } from "./lib/eval/evaluate.ts";
+export { prepareTasks, type RunSummary, runTraining } from "./lib/run/run.ts";
 export { preset, PRESETS, type TrainConfig } from "./lib/presets.ts";
 export { type BackendName, initBackend } from "./lib/backend.ts";
 export { ConfigError, FormatError } from "./lib/errors.ts";

@@ -7,7 +7,14 @@
 import * as tf from "@tensorflow/tfjs-core";
 
 /** Adapts theta on (chosen, rejected) rows [n, H] with `steps` fresh Adam steps; returns theta. */
-export function adaptPerUser(W: tf.Tensor2D, theta0: Float32Array, chosen: tf.Tensor2D, rejected: tf.Tensor2D, lr: number, steps: number): tf.Tensor1D {
+export function adaptPerUser(
+  W: tf.Tensor2D,
+  theta0: Float32Array,
+  chosen: tf.Tensor2D,
+  rejected: tf.Tensor2D,
+  lr: number,
+  steps: number,
+): tf.Tensor1D {
   return tf.tidy(() => {
     // phi(c) - phi(r): [n, K]
     const z = tf.matMul(tf.mul(tf.sub(chosen, rejected), 0.01), W, false, true);
@@ -29,7 +36,12 @@ export function adaptPerUser(W: tf.Tensor2D, theta0: Float32Array, chosen: tf.Te
 }
 
 /** Fraction of rows with r(chosen) > r(rejected) under theta (tfjs ops). */
-export function accuracyPerUser(W: tf.Tensor2D, theta: tf.Tensor1D, chosen: tf.Tensor2D, rejected: tf.Tensor2D): number {
+export function accuracyPerUser(
+  W: tf.Tensor2D,
+  theta: tf.Tensor1D,
+  chosen: tf.Tensor2D,
+  rejected: tf.Tensor2D,
+): number {
   return tf.tidy(() => {
     const z = tf.matMul(tf.mul(tf.sub(chosen, rejected), 0.01), W, false, true);
     return tf.mean(tf.cast(tf.greater(tf.sum(tf.mul(z, tf.softmax(theta)), 1), 0), "float32")).dataSync()[0];

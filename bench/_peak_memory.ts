@@ -19,5 +19,8 @@ const { seen, unseen } = prepareTasks(store, config);
 const state = initialState(initParams(store.dim, { seed: 42 }));
 const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
 for (let e = 0; e < 2; e++) await trainEpoch(state, store.embeddings, trainer, config);
-await evaluate(state.params, store.embeddings, [...seen, ...unseen], { innerLr: config.innerLr, innerSteps: config.evalInnerEpochs });
+await evaluate(state.params, store.embeddings, [...seen, ...unseen], {
+  innerLr: config.innerLr,
+  innerSteps: config.evalInnerEpochs,
+});
 console.log(JSON.stringify({ storeBytes: store.embeddings.byteLength, peakBytes: peakRss(), runtimeBytes: before }));

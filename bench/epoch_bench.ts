@@ -14,12 +14,11 @@ import { initParams } from "../lib/model/params.ts";
 import { preset } from "../lib/presets.ts";
 import { prepareTasks } from "../lib/run/run.ts";
 import { initialState, makeTrainer, trainEpoch } from "../lib/train/meta.ts";
-import { peakRss, prismSizeStore } from "./_setup.ts";
+import { prismSizeStore } from "./_setup.ts";
 import { accuracyPerUser, adaptPerUser } from "./_baseline.ts";
 
 const backend = await initBackend((Deno.env.get("MRM_BACKEND") as "wasm" | "cpu" | "webgpu" | undefined) ?? "wasm");
 const store = prismSizeStore();
-const storeBytes = store.embeddings.byteLength;
 const config = { ...preset("prism"), data: store.prefix };
 const { seen, unseen } = prepareTasks(store, config);
 const all = [...seen, ...unseen];
@@ -62,7 +61,10 @@ Deno.bench({
         pos.forEach((p, i) => buf.set(store.embeddings.subarray(side[p] * H, (side[p] + 1) * H), i * H));
         return tf.tensor2d(buf, [pos.length, H]);
       };
-      const trC = rows(t.train, t.chosen), trR = rows(t.train, t.rejected), teC = rows(t.test, t.chosen), teR = rows(t.test, t.rejected);
+      const trC = rows(t.train, t.chosen),
+        trR = rows(t.train, t.rejected),
+        teC = rows(t.test, t.chosen),
+        teR = rows(t.test, t.rejected);
       const theta = adaptPerUser(W, state.params.sharedWeight, trC, trR, config.innerLr, config.evalInnerEpochs);
       accuracyPerUser(W, theta, teC, teR);
       tf.dispose([theta, trC, trR, teC, teR]);
@@ -72,8 +74,18 @@ Deno.bench({
 });
 
 // Peak memory of our training + evaluation alone, measured in a clean process first.
-const mem = new Deno.Command(Deno.execPath(), { args: ["run", "-A", new URL("./_peak_memory.ts", import.meta.url).pathname], stdout: "piped", stderr: "inherit" }).outputSync();
+const mem = new Deno.Command(Deno.execPath(), {
+  args: ["run", "-A", new URL("./_peak_memory.ts", import.meta.url).pathname],
+  stdout: "piped",
+  stderr: "inherit",
+}).outputSync();
 const m = JSON.parse(new TextDecoder().decode(mem.stdout).trim().split("\n").pop()!);
 console.log(
-  `memory: store ${(m.storeBytes / 2 ** 20).toFixed(0)} MiB (${store.n} rows x H=${store.dim}); peak RSS of 2 epochs + 1 evaluation ${(m.peakBytes / 2 ** 20).toFixed(0)} MiB = ${(m.peakBytes / m.storeBytes).toFixed(3)}x the store (target <= 1.25x; Deno + tfjs alone: ${(m.runtimeBytes / 2 ** 20).toFixed(0)} MiB)`,
+  `memory: store ${
+    (m.storeBytes / 2 ** 20).toFixed(0)
+  } MiB (${store.n} rows x H=${store.dim}); peak RSS of 2 epochs + 1 evaluation ${
+    (m.peakBytes / 2 ** 20).toFixed(0)
+  } MiB = ${(m.peakBytes / m.storeBytes).toFixed(3)}x the store (target <= 1.25x; Deno + tfjs alone: ${
+    (m.runtimeBytes / 2 ** 20).toFixed(0)
+  } MiB)`,
 );

@@ -49,6 +49,19 @@ function perUser(steps: number): void {
 
 for (const steps of [1, 5]) {
   const group = `adapt ${USERS} users, ${steps} inner step${steps > 1 ? "s" : ""}`;
-  Deno.bench({ name: `mrm batched projection + K-space Adam, ${steps} step(s)`, group, n: 30, warmup: 5, fn: async () => await batched(steps) });
-  Deno.bench({ name: `per-user tfjs (release port), ${steps} step(s)`, group, baseline: true, n: 5, warmup: 1, fn: () => perUser(steps) });
+  Deno.bench({
+    name: `mrm batched projection + K-space Adam, ${steps} step(s)`,
+    group,
+    n: 30,
+    warmup: 5,
+    fn: async () => await batched(steps),
+  });
+  Deno.bench({
+    name: `per-user tfjs (release port), ${steps} step(s)`,
+    group,
+    baseline: true,
+    n: 5,
+    warmup: 1,
+    fn: () => perUser(steps),
+  });
 }

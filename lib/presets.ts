@@ -129,17 +129,23 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   int(c.seed, "seed", 0);
   int(c.seenTrainLimit, "seen_train_limit", -1);
   int(c.unseenTrainLimit, "unseen_train_limit", -1);
-  if (!(c.warmupRatio >= 0 && c.warmupRatio < 1)) throw new ConfigError(`--warmup_ratio must be in [0, 1), got ${c.warmupRatio}`);
+  if (!(c.warmupRatio >= 0 && c.warmupRatio < 1)) {
+    throw new ConfigError(`--warmup_ratio must be in [0, 1), got ${c.warmupRatio}`);
+  }
   if (!(c.valRatio > 0 && c.valRatio < 1)) throw new ConfigError(`--val_ratio must be in (0, 1), got ${c.valRatio}`);
   if (!(c.rpoRho >= 0 && c.rpoRho <= 1)) throw new ConfigError(`--rpo_ratio must be in [0, 1], got ${c.rpoRho}`);
   if (!Number.isFinite(c.rpoGamma)) throw new ConfigError(`--rpo_gamma must be a number, got ${c.rpoGamma}`);
   if (c.hiddenSizes.length === 0 || !c.hiddenSizes.every((h) => Number.isInteger(h) && h > 0)) {
-    throw new ConfigError(`--hidden_layers must be a comma-separated list of positive integers, got ${c.hiddenSizes.join(",")}`);
+    throw new ConfigError(
+      `--hidden_layers must be a comma-separated list of positive integers, got ${c.hiddenSizes.join(",")}`,
+    );
   }
   return c;
 }
 
 /** A short tag of the settings that differ most between runs, for folder names. */
 export function shortConfig(c: TrainConfig): string {
-  return `k${c.hiddenSizes.join("-")}_ilr${c.innerLr}_mlr${c.metaLr}_in${c.trainInnerEpochs}_e${c.epochs}_s${c.seed}${c.firstOrder ? "_fo" : ""}`;
+  return `k${c.hiddenSizes.join("-")}_ilr${c.innerLr}_mlr${c.metaLr}_in${c.trainInnerEpochs}_e${c.epochs}_s${c.seed}${
+    c.firstOrder ? "_fo" : ""
+  }`;
 }

@@ -17,8 +17,16 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
   val_ratio: { key: "valRatio", kind: "number", help: "share of a user's train conversations used as query" },
   log_freq: { key: "logFreq", kind: "int", help: "evaluate every N epochs" },
   save_freq: { key: "saveFreq", kind: "int", help: "checkpoint every N epochs" },
-  seen_train_limit: { key: "seenTrainLimit", kind: "int", help: "cap on seen users' train conversations/pairs (-1 none)" },
-  unseen_train_limit: { key: "unseenTrainLimit", kind: "int", help: "cap on unseen users' train conversations/pairs (-1 none)" },
+  seen_train_limit: {
+    key: "seenTrainLimit",
+    kind: "int",
+    help: "cap on seen users' train conversations/pairs (-1 none)",
+  },
+  unseen_train_limit: {
+    key: "unseenTrainLimit",
+    kind: "int",
+    help: "cap on unseen users' train conversations/pairs (-1 none)",
+  },
   rpo_ratio: { key: "rpoRho", kind: "number", help: "RPO rho: tau is the (1 - rho) quantile of the batch losses" },
   rpo_gamma: { key: "rpoGamma", kind: "number", help: "RPO temperature (<= 0: hard mask)" },
   hidden_layers: { key: "hiddenSizes", kind: "list", help: "layer sizes, comma-separated (last = K)" },
@@ -27,16 +35,27 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
 };
 
 /** parseArgs options for the config flags plus extra ones. */
-export function flagOptions(extra: Record<string, { type: "string" | "boolean"; short?: string }>): Record<string, { type: "string" | "boolean"; short?: string }> {
-  const o: Record<string, { type: "string" | "boolean"; short?: string }> = { help: { type: "boolean", short: "h" }, ...extra };
+export function flagOptions(
+  extra: Record<string, { type: "string" | "boolean"; short?: string }>,
+): Record<string, { type: "string" | "boolean"; short?: string }> {
+  const o: Record<string, { type: "string" | "boolean"; short?: string }> = {
+    help: { type: "boolean", short: "h" },
+    ...extra,
+  };
   for (const [name, f] of Object.entries(CONFIG_FLAGS)) o[name] = { type: f.kind === "bool" ? "boolean" : "string" };
   return o;
 }
 
 /** Parses argv strictly, turning unknown flags into a ConfigError. */
-export function parse(args: string[], options: ReturnType<typeof flagOptions>): Record<string, string | boolean | undefined> {
+export function parse(
+  args: string[],
+  options: ReturnType<typeof flagOptions>,
+): Record<string, string | boolean | undefined> {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<string, string | boolean | undefined>;
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<
+      string,
+      string | boolean | undefined
+    >;
   } catch (e) {
     throw new ConfigError(`${(e as Error).message} (see --help)`);
   }
@@ -53,11 +72,15 @@ export function applyConfigFlags(c: TrainConfig, values: Record<string, string |
     if (f.kind === "bool") rec[f.key] = v === true;
     else if (f.kind === "list") {
       const parts = String(v).split(",").map((s) => Number(s.trim()));
-      if (parts.some((p) => !Number.isInteger(p) || p <= 0)) throw new ConfigError(`--${name} expects positive integers separated by commas, got '${v}'`);
+      if (parts.some((p) => !Number.isInteger(p) || p <= 0)) {
+        throw new ConfigError(`--${name} expects positive integers separated by commas, got '${v}'`);
+      }
       rec[f.key] = parts;
     } else {
       const n = Number(v);
-      if (String(v).trim() === "" || !Number.isFinite(n)) throw new ConfigError(`--${name} expects a number, got '${v}'`);
+      if (String(v).trim() === "" || !Number.isFinite(n)) {
+        throw new ConfigError(`--${name} expects a number, got '${v}'`);
+      }
       if (f.kind === "int" && !Number.isInteger(n)) throw new ConfigError(`--${name} expects an integer, got '${v}'`);
       rec[f.key] = n;
     }

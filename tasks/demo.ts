@@ -16,31 +16,65 @@ import { loadStore } from "../lib/store/store.ts";
 import { main, parse, timestamped } from "./_cli.ts";
 
 await main(async () => {
-  const v = parse(Deno.args, { help: { type: "boolean", short: "h" }, users: { type: "string" }, dim: { type: "string" }, epochs: { type: "string" } });
-  if (v.help) return console.log("deno task demo [--users 400] [--dim 256] [--epochs N]: synthetic store -> train -> test -> table");
+  const v = parse(Deno.args, {
+    help: { type: "boolean", short: "h" },
+    users: { type: "string" },
+    dim: { type: "string" },
+    epochs: { type: "string" },
+  });
+  if (v.help) {
+    return console.log(
+      "deno task demo [--users 1000] [--dim 512] [--epochs N]: synthetic store -> train -> test -> table",
+    );
+  }
   const t0 = performance.now();
   const backend = await initBackend("auto");
   const config = preset("synthetic");
   if (v.epochs) config.epochs = Number(v.epochs);
   const prefix = config.data;
-  const users = v.users ? Number(v.users) : 400, dim = v.dim ? Number(v.dim) : 256;
+  const users = v.users ? Number(v.users) : 1000, dim = v.dim ? Number(v.dim) : 512;
   console.log(`1/3 synth: ${users} PRISM-like users, H=${dim} (20% hard: contrarian or long-tail) -> ${prefix}`);
   const s = await writeSynthetic(prefix, { preset: "prism", users, dim, seed: 42 });
   console.log(`    ${s.pairs} pairs, ${s.rows} embedding rows`);
   const store = await loadStore(prefix);
   const outDir = timestamped("output/synthetic", shortConfig(config));
-  console.log(`2/3 meta-train (backend ${backend}): ${config.epochs} epochs, inner Adam ${config.trainInnerEpochs} steps at lr ${config.innerLr}, RPO rho ${config.rpoRho} gamma ${config.rpoGamma} -> ${outDir}`);
+  console.log(
+    `2/3 meta-train (backend ${backend}): ${config.epochs} epochs, inner Adam ${config.trainInnerEpochs} steps at lr ${config.innerLr}, RPO rho ${config.rpoRho} gamma ${config.rpoGamma} -> ${outDir}`,
+  );
   const summary = await runTraining(store, config, { outDir, log: new RunLog() });
   console.log(`3/3 test: ${outDir}/best.safetensors and epoch_${config.epochs}.safetensors`);
   const { seen, unseen } = prepareTasks(store, config);
   const all = [...seen, ...unseen];
   const opts = { innerLr: config.innerLr, innerSteps: config.evalInnerEpochs };
-  const init = await evaluate(initParams(store.dim, { hiddenSizes: config.hiddenSizes, seed: config.seed }), store.embeddings, all, opts);
+  const init = await evaluate(
+    initParams(store.dim, { hiddenSizes: config.hiddenSizes, seed: config.seed }),
+    store.embeddings,
+    all,
+    opts,
+  );
   const best = await evaluate((await loadCheckpoint(`${outDir}/best.safetensors`)).params, store.embeddings, all, opts);
-  const last = await evaluate((await loadCheckpoint(`${outDir}/epoch_${config.epochs}.safetensors`)).params, store.embeddings, all, opts);
+  const last = await evaluate(
+    (await loadCheckpoint(`${outDir}/epoch_${config.epochs}.safetensors`)).params,
+    store.embeddings,
+    all,
+    opts,
+  );
   const o = oracleAccuracy(s.truth, all);
-  const row = (name: string, r: { seen: { mean: number; worst10: number }; unseen: { mean: number; worst10: number }; overall: { mean: number } }) =>
-    [name, 100 * r.seen.mean, 100 * r.unseen.mean, 100 * r.overall.mean, 100 * r.seen.worst10, 100 * r.unseen.worst10];
+  const row = (
+    name: string,
+    r: {
+      seen: { mean: number; worst10: number };
+      unseen: { mean: number; worst10: number };
+      overall: { mean: number };
+    },
+  ) => [
+    name,
+    100 * r.seen.mean,
+    100 * r.unseen.mean,
+    100 * r.overall.mean,
+    100 * r.seen.worst10,
+    100 * r.unseen.worst10,
+  ];
   console.log(`\nUser-level test accuracy (%), ${seen.length} seen + ${unseen.length} unseen users:`);
   console.log(table(["", "seen", "unseen", "overall", "seen worst10%", "unseen worst10%"], [
     row("random init, adapted", init),

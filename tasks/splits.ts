@@ -24,7 +24,9 @@ await main(async () => {
     out: { type: "string" },
   });
   if (v.help) return console.log(HELP);
-  if (v.data === undefined && v.meta_json === undefined) throw new ConfigError("give --data <prefix> or --meta_json <file>");
+  if (v.data === undefined && v.meta_json === undefined) {
+    throw new ConfigError("give --data <prefix> or --meta_json <file>");
+  }
   const file = typeof v.meta_json === "string" ? v.meta_json : `${resolvePrefix(v as Record<string, string>, "")}.json`;
   const meta = await readStoreMeta(file);
   const ds = v.dataset === undefined ? detectSplitStyle(meta) : String(v.dataset);
@@ -37,7 +39,11 @@ await main(async () => {
     if (!Number.isInteger(n) || n < -1) throw new ConfigError(`--${flag} expects an integer >= -1, got '${raw}'`);
     return n;
   };
-  const splits = splitUsers(meta, style, { seed: int("seed", 42), seenTrainLimit: int("seen_train_limit", -1), unseenTrainLimit: int("unseen_train_limit", -1) });
+  const splits = splitUsers(meta, style, {
+    seed: int("seed", 42),
+    seenTrainLimit: int("seen_train_limit", -1),
+    unseenTrainLimit: int("unseen_train_limit", -1),
+  });
   const text = JSON.stringify(splits) + "\n";
   if (typeof v.out === "string") await writeFileAtomic(v.out, text);
   else await Deno.stdout.write(new TextEncoder().encode(text));

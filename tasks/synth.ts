@@ -33,7 +33,9 @@ await main(async () => {
     const raw = v[flag];
     if (raw === undefined) return d;
     const n = Number(raw);
-    if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < 0) throw new ConfigError(`--${flag} expects a non-negative ${int ? "integer" : "number"}, got '${raw}'`);
+    if (!Number.isFinite(n) || (int && !Number.isInteger(n)) || n < 0) {
+      throw new ConfigError(`--${flag} expects a non-negative ${int ? "integer" : "number"}, got '${raw}'`);
+    }
     return n;
   };
   const opts = {
@@ -51,5 +53,9 @@ await main(async () => {
   const r = await writeSynthetic(out, opts);
   const kinds: Record<string, number> = {};
   for (const u of Object.values(r.truth.users)) kinds[u.kind] = (kinds[u.kind] ?? 0) + 1;
-  console.log(`wrote ${out}.{safetensors,json,truth.json}: ${opts.users} users (${Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(", ")}), ${r.pairs} pairs, ${r.rows} rows x H=${opts.dim} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `wrote ${out}.{safetensors,json,truth.json}: ${opts.users} users (${
+      Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(", ")
+    }), ${r.pairs} pairs, ${r.rows} rows x H=${opts.dim} in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
 });

@@ -1,5 +1,5 @@
 /** `deno task test:<preset>`: evaluate a checkpoint with the settings stored in its run. */
-import { initBackend, type BackendName } from "../lib/backend.ts";
+import { type BackendName, initBackend } from "../lib/backend.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { evaluate } from "../lib/eval/evaluate.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
@@ -17,16 +17,19 @@ import { applyConfigFlags, configHelp, flagOptions, main, parse } from "./_cli.t
 const SPLIT_FLAGS = ["seed", "seen_train_limit", "unseen_train_limit"];
 
 await main(async () => {
-  const v = parse(Deno.args, flagOptions({
-    preset: { type: "string" },
-    ckpt: { type: "string" },
-    run: { type: "string" },
-    data: { type: "string" },
-    embed_pt: { type: "string" },
-    meta_json: { type: "string" },
-    backend: { type: "string" },
-    out: { type: "string" },
-  }));
+  const v = parse(
+    Deno.args,
+    flagOptions({
+      preset: { type: "string" },
+      ckpt: { type: "string" },
+      run: { type: "string" },
+      data: { type: "string" },
+      embed_pt: { type: "string" },
+      meta_json: { type: "string" },
+      backend: { type: "string" },
+      out: { type: "string" },
+    }),
+  );
   const dataset = String(v.preset ?? "prism");
   if (v.help) {
     console.log(`deno task test:${dataset} [--ckpt FILE | --run DIR] [flags]
@@ -38,7 +41,11 @@ settings saved in the run; overrides are applied with a warning.
 ${configHelp(preset(dataset))}`);
     return;
   }
-  const run = typeof v.run === "string" ? v.run : typeof v.ckpt === "string" ? undefined : await newestRun(`output/${dataset}`);
+  const run = typeof v.run === "string"
+    ? v.run
+    : typeof v.ckpt === "string"
+    ? undefined
+    : await newestRun(`output/${dataset}`);
   const ckpt = typeof v.ckpt === "string" ? v.ckpt : await runCheckpoint(run!);
   const loaded = await loadCheckpoint(ckpt);
   let config: TrainConfig;
@@ -53,27 +60,68 @@ ${configHelp(preset(dataset))}`);
   const overridden = applyConfigFlags(config, v);
   const splitChanges = overridden.filter((f) => SPLIT_FLAGS.includes(f));
   if (splitChanges.length) {
-    console.error(`\n!!! WARNING: --${splitChanges.join(", --")} differ from training: the seen/unseen users and train/test pairs change,\n!!! so "seen" users may not be the ones meta-trained on and results are not comparable.\n`);
-  } else if (overridden.length) console.error(`note: overriding ${overridden.map((f) => "--" + f).join(", ")} from the run's settings`);
+    console.error(
+      `\n!!! WARNING: --${
+        splitChanges.join(", --")
+      } differ from training: the seen/unseen users and train/test pairs change,\n!!! so "seen" users may not be the ones meta-trained on and results are not comparable.\n`,
+    );
+  } else if (overridden.length) {
+    console.error(`note: overriding ${overridden.map((f) => "--" + f).join(", ")} from the run's settings`);
+  }
   config.data = resolvePrefix(v as Record<string, string>, config.data);
   validateConfig(config);
   const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
   await requireStore(config.data, config.dataset);
   const store = await loadStore(config.data);
-  if (loaded.params.dim !== store.dim) throw new ConfigError(`${ckpt}: checkpoint expects H=${loaded.params.dim} but ${config.data} has H=${store.dim}`);
+  if (loaded.params.dim !== store.dim) {
+    throw new ConfigError(`${ckpt}: checkpoint expects H=${loaded.params.dim} but ${config.data} has H=${store.dim}`);
+  }
   const { seen, unseen } = prepareTasks(store, config);
   const t0 = performance.now();
-  const r = await evaluate(loaded.params, store.embeddings, [...seen, ...unseen], { innerLr: config.innerLr, innerSteps: config.evalInnerEpochs });
+  const r = await evaluate(loaded.params, store.embeddings, [...seen, ...unseen], {
+    innerLr: config.innerLr,
+    innerSteps: config.evalInnerEpochs,
+  });
   const secs = (performance.now() - t0) / 1000;
-  console.log(`${ckpt}  (${config.data}, backend ${backend}, ${seen.length} seen + ${unseen.length} unseen users, ${secs.toFixed(2)} s)`);
-  const rows: (string | number)[][] = [["MRM", 100 * r.seen.mean, 100 * r.unseen.mean, 100 * r.overall.mean, 100 * r.seen.median, 100 * r.unseen.median, 100 * r.seen.worst10, 100 * r.unseen.worst10]];
+  console.log(
+    `${ckpt}  (${config.data}, backend ${backend}, ${seen.length} seen + ${unseen.length} unseen users, ${
+      secs.toFixed(2)
+    } s)`,
+  );
+  const rows: (string | number)[][] = [[
+    "MRM",
+    100 * r.seen.mean,
+    100 * r.unseen.mean,
+    100 * r.overall.mean,
+    100 * r.seen.median,
+    100 * r.unseen.median,
+    100 * r.seen.worst10,
+    100 * r.unseen.worst10,
+  ]];
   const truth = await readTruth(config.data);
   if (truth) {
     const o = oracleAccuracy(truth, [...seen, ...unseen]);
-    rows.push(["oracle", 100 * o.seen.mean, 100 * o.unseen.mean, 100 * o.overall.mean, 100 * o.seen.median, 100 * o.unseen.median, 100 * o.seen.worst10, 100 * o.unseen.worst10]);
+    rows.push([
+      "oracle",
+      100 * o.seen.mean,
+      100 * o.unseen.mean,
+      100 * o.overall.mean,
+      100 * o.seen.median,
+      100 * o.unseen.median,
+      100 * o.seen.worst10,
+      100 * o.unseen.worst10,
+    ]);
   }
-  console.log(table(["", "seen", "unseen", "overall", "seen median", "unseen median", "seen worst10", "unseen worst10"], rows));
+  console.log(
+    table(["", "seen", "unseen", "overall", "seen median", "unseen median", "seen worst10", "unseen worst10"], rows),
+  );
   if (typeof v.out === "string") {
-    await writeFileAtomic(v.out, toCsv(["user_id", "group", "n_train", "n_test", "accuracy"], r.users.map((u) => [u.id, u.group, u.nTrain, u.nTest, u.accuracy])));
+    await writeFileAtomic(
+      v.out,
+      toCsv(
+        ["user_id", "group", "n_train", "n_test", "accuracy"],
+        r.users.map((u) => [u.id, u.group, u.nTrain, u.nTest, u.accuracy]),
+      ),
+    );
   }
 });

@@ -1,10 +1,10 @@
 /** `deno task train:<preset>`: meta-train MRM with the release's hyperparameters. */
-import { initBackend, type BackendName } from "../lib/backend.ts";
+import { type BackendName, initBackend } from "../lib/backend.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
 import { preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
-import { prepareTasks, runTraining, type RunSummary } from "../lib/run/run.ts";
+import { prepareTasks, type RunSummary, runTraining } from "../lib/run/run.ts";
 import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
 import { meanStd, table } from "../lib/report/table.ts";
 import { loadStore } from "../lib/store/store.ts";
@@ -41,17 +41,23 @@ ${configHelp(config)}`);
   config.data = resolvePrefix(v as Record<string, string>, config.data);
   validateConfig(config);
   const repeat = v.repeat === undefined ? 1 : Number(v.repeat);
-  if (!Number.isInteger(repeat) || repeat < 1) throw new ConfigError(`--repeat expects a positive integer, got '${v.repeat}'`);
+  if (!Number.isInteger(repeat) || repeat < 1) {
+    throw new ConfigError(`--repeat expects a positive integer, got '${v.repeat}'`);
+  }
   const backendFlag = v.backend === undefined ? "auto" : String(v.backend);
-  if (!["auto", "cpu", "wasm", "webgpu"].includes(backendFlag)) throw new ConfigError(`--backend must be cpu, wasm or webgpu, got '${backendFlag}'`);
+  if (!["auto", "cpu", "wasm", "webgpu"].includes(backendFlag)) {
+    throw new ConfigError(`--backend must be cpu, wasm or webgpu, got '${backendFlag}'`);
+  }
   const backend = await initBackend(backendFlag as BackendName | "auto");
 
   let resumeDir: string | undefined;
   if (typeof v.resume === "string") {
     resumeDir = v.resume;
-    const saved = JSON.parse(await Deno.readTextFile(`${resumeDir}/config.json`).catch(() => {
-      throw new ConfigError(`--resume ${resumeDir}: no config.json there (not a run folder)`);
-    })) as TrainConfig;
+    const saved = JSON.parse(
+      await Deno.readTextFile(`${resumeDir}/config.json`).catch(() => {
+        throw new ConfigError(`--resume ${resumeDir}: no config.json there (not a run folder)`);
+      }),
+    ) as TrainConfig;
     config.data = saved.data;
   }
   await requireStore(config.data, config.dataset);
@@ -65,17 +71,51 @@ ${configHelp(config)}`);
   for (let r = 0; r < repeat; r++) {
     const c = { ...config, seed: config.seed + r };
     const outDir = resumeDir ?? (repeat > 1 ? `${baseOut}/seed_${c.seed}` : baseOut);
-    const s = await runTraining(store, c, { outDir, init: v.init as string | undefined, resume: Boolean(resumeDir), log });
+    const s = await runTraining(store, c, {
+      outDir,
+      init: v.init as string | undefined,
+      resume: Boolean(resumeDir),
+      log,
+    });
     if (truth) {
       const { seen, unseen } = prepareTasks(store, c);
       const o = oracleAccuracy(truth, [...seen, ...unseen]);
-      console.log("\n" + table(["", "seen", "unseen", "overall", "seen worst10", "unseen worst10"], [
-        ["MRM (best, on test)", 100 * s.best.seen_acc, 100 * s.best.unseen_acc, 100 * s.best.overall_acc, 100 * s.best.seen_worst10, 100 * s.best.unseen_worst10],
-        ["MRM (last)", 100 * s.last.seen_acc, 100 * s.last.unseen_acc, 100 * s.last.overall_acc, 100 * s.last.seen_worst10, 100 * s.last.unseen_worst10],
-        ["oracle (true reward)", 100 * o.seen.mean, 100 * o.unseen.mean, 100 * o.overall.mean, 100 * o.seen.worst10, 100 * o.unseen.worst10],
-      ]));
+      console.log(
+        "\n" + table(["", "seen", "unseen", "overall", "seen worst10", "unseen worst10"], [
+          [
+            "MRM (best, on test)",
+            100 * s.best.seen_acc,
+            100 * s.best.unseen_acc,
+            100 * s.best.overall_acc,
+            100 * s.best.seen_worst10,
+            100 * s.best.unseen_worst10,
+          ],
+          [
+            "MRM (last)",
+            100 * s.last.seen_acc,
+            100 * s.last.unseen_acc,
+            100 * s.last.overall_acc,
+            100 * s.last.seen_worst10,
+            100 * s.last.unseen_worst10,
+          ],
+          [
+            "oracle (true reward)",
+            100 * o.seen.mean,
+            100 * o.unseen.mean,
+            100 * o.overall.mean,
+            100 * o.seen.worst10,
+            100 * o.unseen.worst10,
+          ],
+        ]),
+      );
       const sum = JSON.parse(await Deno.readTextFile(`${outDir}/summary.json`));
-      sum.oracle = { seen_acc: o.seen.mean, unseen_acc: o.unseen.mean, overall_acc: o.overall.mean, seen_worst10: o.seen.worst10, unseen_worst10: o.unseen.worst10 };
+      sum.oracle = {
+        seen_acc: o.seen.mean,
+        unseen_acc: o.unseen.mean,
+        overall_acc: o.overall.mean,
+        seen_worst10: o.seen.worst10,
+        unseen_worst10: o.unseen.worst10,
+      };
       await writeFileAtomic(`${outDir}/summary.json`, JSON.stringify(sum, null, 2) + "\n");
     }
     summaries.push(s);
@@ -94,6 +134,10 @@ ${configHelp(config)}`);
     }
     console.log(`\n${repeat} seeds (${config.seed}..${config.seed + repeat - 1}), mean ± std:`);
     console.log(table(["", "seen", "unseen", "overall", "seen worst10", "unseen worst10"], rows));
-    await writeFileAtomic(`${baseOut}/repeat.json`, JSON.stringify({ seeds: summaries.map((_, i) => config.seed + i), summary: agg, runs: summaries }, null, 2) + "\n");
+    await writeFileAtomic(
+      `${baseOut}/repeat.json`,
+      JSON.stringify({ seeds: summaries.map((_, i) => config.seed + i), summary: agg, runs: summaries }, null, 2) +
+        "\n",
+    );
   }
 });

@@ -1,5 +1,5 @@
 /** Shared test helpers: temp dirs and small stores made on the fly. */
-import { writeStore, type StoreMeta } from "../lib/store/store.ts";
+import { type StoreMeta, writeStore } from "../lib/store/store.ts";
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export async function tempDir(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
@@ -19,11 +19,17 @@ export function randomArray(n: number, seed: number): Float32Array {
 }
 
 /** A tiny store: `users` users with `pairs` pairs over `convs` conversations each. */
-export async function tinyStore(prefix: string, { users = 4, pairs = 6, convs = 3, dim = 8 } = {}): Promise<{ embeddings: Float32Array; meta: StoreMeta }> {
+export async function tinyStore(
+  prefix: string,
+  { users = 4, pairs = 6, convs = 3, dim = 8 } = {},
+): Promise<{ embeddings: Float32Array; meta: StoreMeta }> {
   const meta: StoreMeta = {};
   let row = 0;
   for (let u = 0; u < users; u++) {
-    meta[`u${u}`] = Array.from({ length: pairs }, (_, p) => ({ conversation_id: `c${p % convs}`, chosen_idx: row + 2 * p, rejected_idx: row + 2 * p + 1 }));
+    meta[`u${u}`] = Array.from(
+      { length: pairs },
+      (_, p) => ({ conversation_id: `c${p % convs}`, chosen_idx: row + 2 * p, rejected_idx: row + 2 * p + 1 }),
+    );
     row += 2 * pairs;
   }
   const embeddings = randomArray(row * dim, 7);

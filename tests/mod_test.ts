@@ -1,6 +1,15 @@
 /** The README's library example, run as written (with a tiny trained checkpoint). */
 import assert from "node:assert/strict";
-import { adaptUser, initBackend, loadCheckpoint, loadStore, preset, runTraining, scorePairs, writeSynthetic } from "../mod.ts";
+import {
+  adaptUser,
+  initBackend,
+  loadCheckpoint,
+  loadStore,
+  preset,
+  runTraining,
+  scorePairs,
+  writeSynthetic,
+} from "../mod.ts";
 import { tempDir } from "./helpers.ts";
 
 Deno.test("README example: load a checkpoint, adapt to one user, score new pairs", async () => {
@@ -20,12 +29,18 @@ Deno.test("README example: load a checkpoint, adapt to one user, score new pairs
   };
   const pairs = store.meta["user_05"];
   const support = pairs.slice(0, 8), test = pairs.slice(8);
-  const user = adaptUser(params, rows(support.map((p) => p.chosen_idx)), rows(support.map((p) => p.rejected_idx)), { innerLr: 5e-2, innerSteps: 5 });
+  const user = adaptUser(params, rows(support.map((p) => p.chosen_idx)), rows(support.map((p) => p.rejected_idx)), {
+    innerLr: 5e-2,
+    innerSteps: 5,
+  });
   const scores = scorePairs(user, rows(test.map((p) => p.chosen_idx)), rows(test.map((p) => p.rejected_idx)));
   // --- end ---
 
   assert.equal(scores.chosen.length, test.length);
   assert.ok(user.theta.some((v, k) => v !== params.sharedWeight[k]), "adaptation must move the user's weights");
   scores.prefersChosen.forEach((p, i) => assert.equal(p, scores.chosen[i] > scores.rejected[i]));
-  assert.throws(() => adaptUser(params, new Float32Array(H + 1), new Float32Array(H + 1)), /not a whole number of rows/);
+  assert.throws(
+    () => adaptUser(params, new Float32Array(H + 1), new Float32Array(H + 1)),
+    /not a whole number of rows/,
+  );
 });

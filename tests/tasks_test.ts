@@ -8,7 +8,12 @@ import { tempDir } from "./helpers.ts";
 const root = new URL("..", import.meta.url).pathname;
 
 async function task(file: string, args: string[], cwd = root): Promise<{ code: number; out: string; err: string }> {
-  const p = new Deno.Command(Deno.execPath(), { args: ["run", "-A", `${root}tasks/${file}`, ...args], cwd, stdout: "piped", stderr: "piped" });
+  const p = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${root}tasks/${file}`, ...args],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  });
   const r = await p.output();
   return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
 }
@@ -17,7 +22,10 @@ Deno.test("train: a missing store says what is missing and which command makes i
   await using t = await tempDir();
   const r = await task("train.ts", ["--preset", "prism"], t.dir);
   assert.equal(r.code, 2);
-  assert.match(r.err, /no embedding store at 'data\/emb\/prism\/V2': missing data\/emb\/prism\/V2\.safetensors and data\/emb\/prism\/V2\.json\. Create it with `deno task preprocess:prism`/);
+  assert.match(
+    r.err,
+    /no embedding store at 'data\/emb\/prism\/V2': missing data\/emb\/prism\/V2\.safetensors and data\/emb\/prism\/V2\.json\. Create it with `deno task preprocess:prism`/,
+  );
   const r2 = await task("train.ts", ["--preset", "reddit", "--meta_json", "x/y.json", "--embed_pt", "x/z.pt"], t.dir);
   assert.match(r2.err, /name different stores/);
 });
@@ -40,7 +48,34 @@ Deno.test("train: bad flags are refused naming the flag", async () => {
 
 Deno.test("train --help lists every release flag with its preset default", async () => {
   const r = await task("train.ts", ["--preset", "reddit", "--help"]);
-  for (const f of ["--inner_lr", "--meta_lr", "--train_inner_epochs", "--eval_inner_epochs", "--tasks_per_batch", "--epochs", "--warmup_ratio", "--seed", "--val_ratio", "--log_freq", "--save_freq", "--seen_train_limit", "--unseen_train_limit", "--rpo_ratio", "--rpo_gamma", "--hidden_layers", "--use_bias", "--repeat", "--data", "--out", "--init", "--resume", "--backend", "--first_order"]) {
+  for (
+    const f of [
+      "--inner_lr",
+      "--meta_lr",
+      "--train_inner_epochs",
+      "--eval_inner_epochs",
+      "--tasks_per_batch",
+      "--epochs",
+      "--warmup_ratio",
+      "--seed",
+      "--val_ratio",
+      "--log_freq",
+      "--save_freq",
+      "--seen_train_limit",
+      "--unseen_train_limit",
+      "--rpo_ratio",
+      "--rpo_gamma",
+      "--hidden_layers",
+      "--use_bias",
+      "--repeat",
+      "--data",
+      "--out",
+      "--init",
+      "--resume",
+      "--backend",
+      "--first_order",
+    ]
+  ) {
     assert.ok(r.out.includes(f), `missing ${f}`);
   }
   assert.match(r.out, /--seen_train_limit\s+.*\(default 150\)/);
@@ -53,7 +88,20 @@ Deno.test("synth -> train (repeat 2) -> test -> splits, end to end through the C
   let r = await task("synth.ts", ["--users", "30", "--dim", "8", "--out", prefix]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /30 users/);
-  r = await task("train.ts", ["--preset", "synthetic", "--data", prefix, "--epochs", "2", "--log_freq", "1", "--repeat", "2", "--out", `${t.dir}/run`]);
+  r = await task("train.ts", [
+    "--preset",
+    "synthetic",
+    "--data",
+    prefix,
+    "--epochs",
+    "2",
+    "--log_freq",
+    "1",
+    "--repeat",
+    "2",
+    "--out",
+    `${t.dir}/run`,
+  ]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /2 seeds \(42\.\.43\), mean ± std/);
   assert.match(r.out, /oracle \(true reward\)/);
@@ -74,7 +122,18 @@ Deno.test("train --resume continues an interrupted run folder through the CLI", 
   const prefix = `${t.dir}/s`;
   await writeSynthetic(prefix, { preset: "prism", users: 20, dim: 8, seed: 2 });
   const run = `${t.dir}/run`;
-  let r = await task("train.ts", ["--preset", "synthetic", "--data", prefix, "--epochs", "3", "--save_freq", "1", "--out", run]);
+  let r = await task("train.ts", [
+    "--preset",
+    "synthetic",
+    "--data",
+    prefix,
+    "--epochs",
+    "3",
+    "--save_freq",
+    "1",
+    "--out",
+    run,
+  ]);
   assert.equal(r.code, 0, r.err);
   r = await task("train.ts", ["--preset", "synthetic", "--resume", run]);
   assert.equal(r.code, 0, r.err);

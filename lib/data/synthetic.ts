@@ -68,7 +68,9 @@ function fillNormal(out: Float32Array, rand: () => number, mean: Float32Array | 
 }
 
 /** Generates a store in memory: embeddings, metadata and truth. */
-export function generateSynthetic(opts: SynthOptions): { embeddings: Float32Array; meta: StoreMeta; truth: SynthTruth } {
+export function generateSynthetic(
+  opts: SynthOptions,
+): { embeddings: Float32Array; meta: StoreMeta; truth: SynthTruth } {
   const {
     preset,
     users,
@@ -193,9 +195,14 @@ export function generateSynthetic(opts: SynthOptions): { embeddings: Float32Arra
 }
 
 /** Generates and writes `<prefix>.safetensors`, `<prefix>.json`, `<prefix>.truth.json`. */
-export async function writeSynthetic(prefix: string, opts: SynthOptions): Promise<{ rows: number; pairs: number; truth: SynthTruth }> {
+export async function writeSynthetic(
+  prefix: string,
+  opts: SynthOptions,
+): Promise<{ rows: number; pairs: number; truth: SynthTruth }> {
   const { embeddings, meta, truth } = generateSynthetic(opts);
-  await writeStore(prefix, embeddings, opts.dim, meta, { info: { encoder: "synthetic", generator: JSON.stringify(opts) } });
+  await writeStore(prefix, embeddings, opts.dim, meta, {
+    info: { encoder: "synthetic", generator: JSON.stringify(opts) },
+  });
   await writeFileAtomic(`${prefix}.truth.json`, JSON.stringify(truth));
   const pairs = Object.values(meta).reduce((s, l) => s + l.length, 0);
   return { rows: embeddings.length / opts.dim, pairs, truth };

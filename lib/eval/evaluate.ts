@@ -86,7 +86,13 @@ export function evaluateProjected(
     const tr = pairFeatures(y, h1, head, K, c, r, t.train).z;
     const te = pairFeatures(y, h1, head, K, c, r, t.test).z;
     const theta = adaptTheta(params.sharedWeight, tr, t.train.length, { lr: innerLr, steps: innerSteps });
-    return { id: t.id, group: t.group, nTrain: t.train.length, nTest: t.test.length, accuracy: accuracyOf(theta, te, t.test.length) };
+    return {
+      id: t.id,
+      group: t.group,
+      nTrain: t.train.length,
+      nTest: t.test.length,
+      accuracy: accuracyOf(theta, te, t.test.length),
+    };
   });
   return {
     users,

@@ -94,21 +94,30 @@ export function paramsFromTensors(
   const layers: Layer[] = [];
   for (let i = 0; tensors[`layers.${i}.weight`]; i++) {
     const w = tensors[`layers.${i}.weight`];
-    if (w.shape.length !== 2) throw new FormatError(file, `'layers.${i}.weight' must be 2-D [out, in], got ${JSON.stringify(w.shape)}`);
+    if (w.shape.length !== 2) {
+      throw new FormatError(file, `'layers.${i}.weight' must be 2-D [out, in], got ${JSON.stringify(w.shape)}`);
+    }
     const [out, inDim] = w.shape;
     if (i > 0 && inDim !== layers[i - 1].out) {
-      throw new FormatError(file, `'layers.${i}.weight' takes ${inDim} inputs but layer ${i - 1} gives ${layers[i - 1].out}`);
+      throw new FormatError(
+        file,
+        `'layers.${i}.weight' takes ${inDim} inputs but layer ${i - 1} gives ${layers[i - 1].out}`,
+      );
     }
     const layer: Layer = { out, in: inDim, weight: w.data };
     const b = tensors[`layers.${i}.bias`];
     if (b) {
-      if (b.data.length !== out) throw new FormatError(file, `'layers.${i}.bias' has ${b.data.length} values, expected ${out}`);
+      if (b.data.length !== out) {
+        throw new FormatError(file, `'layers.${i}.bias' has ${b.data.length} values, expected ${out}`);
+      }
       layer.bias = b.data;
     }
     layers.push(layer);
   }
   if (layers.length === 0) throw new FormatError(file, "checkpoint has no 'layers.0.weight' tensor");
   const k = layers[layers.length - 1].out;
-  if (sw.data.length !== k) throw new FormatError(file, `'shared_weight' has ${sw.data.length} values but the last layer has ${k} outputs`);
+  if (sw.data.length !== k) {
+    throw new FormatError(file, `'shared_weight' has ${sw.data.length} values but the last layer has ${k} outputs`);
+  }
   return { dim: layers[0].in, layers, sharedWeight: sw.data };
 }

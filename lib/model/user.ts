@@ -12,7 +12,9 @@ export interface UserModel {
 }
 
 function rowsOf(name: string, x: Float32Array, dim: number): number {
-  if (x.length % dim !== 0) throw new ConfigError(`${name}: ${x.length} values is not a whole number of rows of H=${dim}`);
+  if (x.length % dim !== 0) {
+    throw new ConfigError(`${name}: ${x.length} values is not a whole number of rows of H=${dim}`);
+  }
   return x.length / dim;
 }
 
@@ -35,7 +37,9 @@ export function adaptUser(
   { innerLr = 1e-3, innerSteps = 5 }: { innerLr?: number; innerSteps?: number } = {},
 ): UserModel {
   const n = rowsOf("chosen", chosen, params.dim);
-  if (rowsOf("rejected", rejected, params.dim) !== n) throw new ConfigError("chosen and rejected must have the same number of rows");
+  if (rowsOf("rejected", rejected, params.dim) !== n) {
+    throw new ConfigError("chosen and rejected must have the same number of rows");
+  }
   if (n === 0) throw new ConfigError("adaptUser needs at least one (chosen, rejected) pair");
   const c = baseOutputs(params, chosen, n), r = baseOutputs(params, rejected, n);
   const z = new Float64Array(c.length);

@@ -2,9 +2,13 @@
 
 /** Renders rows under a header with right-aligned numeric columns. */
 export function table(header: string[], rows: (string | number)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map((c) => typeof c === "number" ? (Number.isFinite(c) ? c.toFixed(1) : "-") : c))];
+  const cells = [
+    header,
+    ...rows.map((r) => r.map((c) => typeof c === "number" ? (Number.isFinite(c) ? c.toFixed(1) : "-") : c)),
+  ];
   const w = header.map((_, i) => Math.max(...cells.map((r) => String(r[i] ?? "").length)));
-  const line = (r: (string | number)[]) => r.map((c, i) => i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i])).join("  ");
+  const line = (r: (string | number)[]) =>
+    r.map((c, i) => i === 0 ? String(c).padEnd(w[i]) : String(c).padStart(w[i])).join("  ");
   return [line(cells[0]), w.map((n) => "-".repeat(n)).join("  "), ...cells.slice(1).map(line)].join("\n");
 }
 

@@ -6,14 +6,22 @@ import { readAll, type TensorToWrite, writeSafetensors } from "../store/safetens
 import type { TrainState } from "../train/meta.ts";
 
 /** Writes `epoch_<E>.safetensors`-style checkpoints: state_dict tensors + config metadata. */
-export async function saveCheckpoint(path: string, params: MrmParams, config: TrainConfig, extra: Record<string, string> = {}): Promise<void> {
+export async function saveCheckpoint(
+  path: string,
+  params: MrmParams,
+  config: TrainConfig,
+  extra: Record<string, string> = {},
+): Promise<void> {
   await writeSafetensors(path, paramsToTensors(params), {
     metadata: { format: "pt", config: JSON.stringify(config), ...extra },
   });
 }
 
 /** Loads a checkpoint; `dim` (when given) must match the store's H. */
-export async function loadCheckpoint(path: string, { dim }: { dim?: number } = {}): Promise<{ params: MrmParams; config?: TrainConfig; metadata: Record<string, string> }> {
+export async function loadCheckpoint(
+  path: string,
+  { dim }: { dim?: number } = {},
+): Promise<{ params: MrmParams; config?: TrainConfig; metadata: Record<string, string> }> {
   const { tensors, metadata } = await readAll(path);
   const params = paramsFromTensors(path, tensors);
   if (dim !== undefined && params.dim !== dim) {
@@ -38,7 +46,12 @@ export async function saveResumeState(path: string, state: TrainState, config: T
     t[`adam.v.${name}`] = { data: state.adam.v[i], shape: [state.adam.v[i].length] };
   });
   await writeSafetensors(path, t, {
-    metadata: { config: JSON.stringify(config), epoch: String(state.epoch), step: String(state.step), adam_step: String(state.adam.step) },
+    metadata: {
+      config: JSON.stringify(config),
+      epoch: String(state.epoch),
+      step: String(state.step),
+      adam_step: String(state.adam.step),
+    },
   });
 }
 
@@ -56,8 +69,14 @@ export async function loadResumeState(path: string): Promise<{ state: TrainState
     epoch: Number(metadata.epoch),
     step: Number(metadata.step),
     params,
-    adam: { step: Number(metadata.adam_step), m: names.map((n) => get(`adam.m.${n}`)), v: names.map((n) => get(`adam.v.${n}`)) },
+    adam: {
+      step: Number(metadata.adam_step),
+      m: names.map((n) => get(`adam.m.${n}`)),
+      v: names.map((n) => get(`adam.v.${n}`)),
+    },
   };
-  if (!Number.isInteger(state.epoch) || !Number.isInteger(state.step)) throw new FormatError(path, "resume state lacks epoch/step metadata");
+  if (!Number.isInteger(state.epoch) || !Number.isInteger(state.step)) {
+    throw new FormatError(path, "resume state lacks epoch/step metadata");
+  }
   return { state, config: JSON.parse(metadata.config) };
 }

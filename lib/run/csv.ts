@@ -2,7 +2,11 @@
 
 /** Quotes a cell when needed. */
 export function csvCell(v: unknown): string {
-  const s = v === undefined || v === null ? "" : typeof v === "number" ? (Number.isFinite(v) ? String(v) : "") : String(v);
+  const s = v === undefined || v === null
+    ? ""
+    : typeof v === "number"
+    ? (Number.isFinite(v) ? String(v) : "")
+    : String(v);
   return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }
 

@@ -6,7 +6,9 @@ import { exists } from "../fsutil.ts";
 export async function newestRun(root: string): Promise<string> {
   const runs: string[] = [];
   try {
-    for await (const e of Deno.readDir(root)) if (e.isDirectory && (await exists(`${root}/${e.name}/config.json`))) runs.push(e.name);
+    for await (const e of Deno.readDir(root)) {
+      if (e.isDirectory && (await exists(`${root}/${e.name}/config.json`))) runs.push(e.name);
+    }
   } catch (e) {
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }

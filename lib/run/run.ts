@@ -3,10 +3,10 @@
  * users.csv, summary.json, train.log, epoch_<E>.safetensors, best.safetensors and
  * resume.safetensors (optimizer state, so `--resume` continues bit-exactly).
  */
-import { splitUsers, type Splits } from "../data/splits.ts";
+import { type Splits, splitUsers } from "../data/splits.ts";
 import { buildTasks, type UserTask } from "../data/tasks.ts";
 import { ConfigError } from "../errors.ts";
-import { evaluate, type EvalResult, type UserResult } from "../eval/evaluate.ts";
+import { type EvalResult, evaluate, type UserResult } from "../eval/evaluate.ts";
 import { exists, writeFileAtomic } from "../fsutil.ts";
 import { initParams, type MrmParams } from "../model/params.ts";
 import type { TrainConfig } from "../presets.ts";
@@ -56,23 +56,19 @@ export interface RunSummary {
 }
 
 /** The users of a store under a config's split. */
-export function prepareTasks(store: EmbeddingStore, c: TrainConfig): { splits: Splits; seen: UserTask[]; unseen: UserTask[] } {
-  const splits = splitUsers(store.meta, c.splitStyle, { seed: c.seed, seenTrainLimit: c.seenTrainLimit, unseenTrainLimit: c.unseenTrainLimit });
-  if (splits.seen.length === 0) throw new ConfigError(`${store.prefix}: no seen users with both train and test pairs under this split`);
+export function prepareTasks(
+  store: EmbeddingStore,
+  c: TrainConfig,
+): { splits: Splits; seen: UserTask[]; unseen: UserTask[] } {
+  const splits = splitUsers(store.meta, c.splitStyle, {
+    seed: c.seed,
+    seenTrainLimit: c.seenTrainLimit,
+    unseenTrainLimit: c.unseenTrainLimit,
+  });
+  if (splits.seen.length === 0) {
+    throw new ConfigError(`${store.prefix}: no seen users with both train and test pairs under this split`);
+  }
   return { splits, ...buildTasks(store, splits) };
-}
-
-function report(epoch: number, r: EvalResult): EpochReport {
-  return {
-    epoch,
-    seen_acc: r.seen.mean,
-    unseen_acc: r.unseen.mean,
-    overall_acc: r.overall.mean,
-    seen_worst10: r.seen.worst10,
-    unseen_worst10: r.unseen.worst10,
-    seen_median: r.seen.median,
-    unseen_median: r.unseen.median,
-  };
 }
 
 function rowToReport(row: Record<string, number>): EpochReport {
@@ -102,7 +98,11 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
   let state: TrainState;
   let rows: Record<string, number>[] = [];
   if (opts.resume) {
-    if (!(await exists(resumePath))) throw new ConfigError(`--resume ${outDir}: no resume.safetensors there (the run saved none yet, or this is not a run folder)`);
+    if (!(await exists(resumePath))) {
+      throw new ConfigError(
+        `--resume ${outDir}: no resume.safetensors there (the run saved none yet, or this is not a run folder)`,
+      );
+    }
     const r = await loadResumeState(resumePath);
     state = r.state;
     config = r.config;
@@ -125,18 +125,26 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
       params = initParams(store.dim, { hiddenSizes: config.hiddenSizes, useBias: config.useBias, seed: config.seed });
     }
     state = initialState(params);
-    await writeFileAtomic(`${outDir}/config.json`, JSON.stringify({ ...config, init: opts.init ?? null, dim: store.dim }, null, 2) + "\n");
+    await writeFileAtomic(
+      `${outDir}/config.json`,
+      JSON.stringify({ ...config, init: opts.init ?? null, dim: store.dim }, null, 2) + "\n",
+    );
   }
   const { seen, unseen } = prepareTasks(store, config);
   const all = [...seen, ...unseen];
   const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
   const total = totalSteps(seen.length, config);
-  log.line(`${config.dataset}: ${seen.length} seen + ${unseen.length} unseen users, H=${store.dim}, ${config.epochs} epochs x ${Math.ceil(seen.length / config.tasksPerBatch)} steps (${total} total)`);
+  log.line(
+    `${config.dataset}: ${seen.length} seen + ${unseen.length} unseen users, H=${store.dim}, ${config.epochs} epochs x ${
+      Math.ceil(seen.length / config.tasksPerBatch)
+    } steps (${total} total)`,
+  );
 
   const secondsOffset = rows.length ? rows[rows.length - 1].seconds : 0;
   const t0 = performance.now();
   const elapsed = () => secondsOffset + (performance.now() - t0) / 1000;
-  const best = () => rows.reduce<Record<string, number> | undefined>((b, r) => (!b || r.overall_acc > b.overall_acc ? r : b), undefined);
+  const best = () =>
+    rows.reduce<Record<string, number> | undefined>((b, r) => (!b || r.overall_acc > b.overall_acc ? r : b), undefined);
   let lastUsers: UserResult[] | undefined;
   let ranThisCall = 0;
   const startEpoch = state.epoch;
@@ -147,12 +155,19 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
       const rate = (ep - 1 - startEpoch) * seen.length + done;
       const perUser = (performance.now() - t0) / 1000 / Math.max(1, rate);
       const eta = perUser * ((config.epochs - ep + 1) * seen.length - done);
-      log.status(`epoch ${ep}/${config.epochs}  ${done}/${seen.length} users  ${(1 / perUser).toFixed(0)} users/s  loss ${loss.toFixed(4)}  ETA ${formatDuration(eta)}`);
+      log.status(
+        `epoch ${ep}/${config.epochs}  ${done}/${seen.length} users  ${(1 / perUser).toFixed(0)} users/s  loss ${
+          loss.toFixed(4)
+        }  ETA ${formatDuration(eta)}`,
+      );
     });
     ranThisCall++;
     const isLast = state.epoch === config.epochs;
     if (state.epoch % config.logFreq === 0 || isLast) {
-      const ev = await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: config.evalInnerEpochs });
+      const ev = await evaluate(state.params, store.embeddings, all, {
+        innerLr: config.innerLr,
+        innerSteps: config.evalInnerEpochs,
+      });
       const row: Record<string, number> = {
         epoch: state.epoch,
         meta_loss: st.metaLoss,
@@ -176,14 +191,23 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
         await writeFileAtomic(`${outDir}/best_users.json`, JSON.stringify(ev.users));
       }
       lastUsers = ev.users;
-      await writeFileAtomic(`${outDir}/metrics.csv`, toCsv(METRICS_HEADER, rows.map((r) => METRICS_HEADER.map((h) => r[h]))));
+      await writeFileAtomic(
+        `${outDir}/metrics.csv`,
+        toCsv(METRICS_HEADER, rows.map((r) => METRICS_HEADER.map((h) => r[h]))),
+      );
       const eta = (elapsed() - secondsOffset) / ranThisCall * (config.epochs - state.epoch);
       log.line(
-        `epoch ${state.epoch}/${config.epochs}  loss ${st.metaLoss.toFixed(4)}  seen ${pct(ev.seen.mean)}  unseen ${pct(ev.unseen.mean)}  overall ${pct(ev.overall.mean)}  worst10 ${pct(ev.seen.worst10)}/${pct(ev.unseen.worst10)}  lr ${st.lr.toExponential(2)}  ${(st.users / st.seconds).toFixed(0)} users/s  ETA ${formatDuration(eta)}`,
+        `epoch ${state.epoch}/${config.epochs}  loss ${st.metaLoss.toFixed(4)}  seen ${pct(ev.seen.mean)}  unseen ${
+          pct(ev.unseen.mean)
+        }  overall ${pct(ev.overall.mean)}  worst10 ${pct(ev.seen.worst10)}/${pct(ev.unseen.worst10)}  lr ${
+          st.lr.toExponential(2)
+        }  ${(st.users / st.seconds).toFixed(0)} users/s  ETA ${formatDuration(eta)}`,
       );
     }
     if (state.epoch % config.saveFreq === 0 || isLast) {
-      await saveCheckpoint(`${outDir}/epoch_${state.epoch}.safetensors`, state.params, config, { epoch: String(state.epoch) });
+      await saveCheckpoint(`${outDir}/epoch_${state.epoch}.safetensors`, state.params, config, {
+        epoch: String(state.epoch),
+      });
       await saveResumeState(resumePath, state, config);
     }
   }
@@ -193,7 +217,10 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
   const b = best(), l = rows[rows.length - 1];
   if (!b || !l) throw new ConfigError("no evaluation was run (increase --epochs or lower --log_freq)");
   const summary: RunSummary = {
-    best: { ...rowToReport(b), selection: "best overall test accuracy over evaluated epochs (the release's protocol: selected on the test set)" },
+    best: {
+      ...rowToReport(b),
+      selection: "best overall test accuracy over evaluated epochs (the release's protocol: selected on the test set)",
+    },
     last: { ...rowToReport(l), selection: "last evaluated epoch (no selection on test)" },
     users: { seen: seen.length, unseen: unseen.length },
     seconds: elapsed(),
@@ -209,8 +236,14 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
       bestUsers.map((u) => [u.id, u.group, u.nTrain, u.nTest, u.accuracy, lastAcc.get(u.id)]),
     ),
   );
-  log.line(`best (selected on test, epoch ${b.epoch}): seen ${pct(b.seen_acc)}  unseen ${pct(b.unseen_acc)}  overall ${pct(b.overall_acc)}`);
-  log.line(`last (epoch ${l.epoch}): seen ${pct(l.seen_acc)}  unseen ${pct(l.unseen_acc)}  overall ${pct(l.overall_acc)}`);
+  log.line(
+    `best (selected on test, epoch ${b.epoch}): seen ${pct(b.seen_acc)}  unseen ${pct(b.unseen_acc)}  overall ${
+      pct(b.overall_acc)
+    }`,
+  );
+  log.line(
+    `last (epoch ${l.epoch}): seen ${pct(l.seen_acc)}  unseen ${pct(l.unseen_acc)}  overall ${pct(l.overall_acc)}`,
+  );
   log.line(`run folder: ${outDir}`);
   log.close();
   return summary;

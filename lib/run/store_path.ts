@@ -13,10 +13,21 @@ export function makerCommand(dataset: string): string {
  * The store prefix from `--data`, or from the release's `--embed_pt`/`--meta_json`
  * (extensions stripped; both must name the same prefix).
  */
-export function resolvePrefix(values: { data?: string; embed_pt?: string; meta_json?: string }, fallback: string): string {
+export function resolvePrefix(
+  values: { data?: string; embed_pt?: string; meta_json?: string },
+  fallback: string,
+): string {
   const strip = (p: string) => p.replace(/\.(pt|safetensors|json)$/, "");
-  const cands = [values.data, values.embed_pt, values.meta_json].filter((v): v is string => typeof v === "string").map(strip);
-  if (new Set(cands).size > 1) throw new ConfigError(`--data/--embed_pt/--meta_json name different stores (${[...new Set(cands)].join(" vs ")}); they must share one prefix`);
+  const cands = [values.data, values.embed_pt, values.meta_json].filter((v): v is string => typeof v === "string").map(
+    strip,
+  );
+  if (new Set(cands).size > 1) {
+    throw new ConfigError(
+      `--data/--embed_pt/--meta_json name different stores (${
+        [...new Set(cands)].join(" vs ")
+      }); they must share one prefix`,
+    );
+  }
   return cands[0] ?? fallback;
 }
 
@@ -28,7 +39,9 @@ export async function requireStore(prefix: string, dataset: string): Promise<voi
   const pt = await exists(prefix + ".pt");
   throw new ConfigError(
     `no embedding store at '${prefix}': missing ${missing.join(" and ")}.` +
-      (pt ? ` Found ${prefix}.pt (the release's torch format): convert it to safetensors (see README, "Using the release's .pt files").` : "") +
+      (pt
+        ? ` Found ${prefix}.pt (the release's torch format): convert it to safetensors (see README, "Using the release's .pt files").`
+        : "") +
       ` Create it with \`${makerCommand(dataset)}\` or pass --data <prefix>.`,
   );
 }

@@ -67,22 +67,36 @@ export function parseHeader(
     const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (!t || typeof t !== "object") throw new FormatError(file, `tensor '${name}' has no header entry object`);
     if (t.dtype !== "F32" && t.dtype !== "F16" && t.dtype !== "BF16") {
-      throw new FormatError(file, `tensor '${name}' has unknown or unsupported dtype ${JSON.stringify(t.dtype)} (expected F32, F16 or BF16)`);
+      throw new FormatError(
+        file,
+        `tensor '${name}' has unknown or unsupported dtype ${JSON.stringify(t.dtype)} (expected F32, F16 or BF16)`,
+      );
     }
     const shape = t.shape;
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new FormatError(file, `tensor '${name}' has an invalid shape ${JSON.stringify(shape)}`);
     }
     const offs = t.data_offsets;
-    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isInteger(d) && d >= 0) || offs[1] < offs[0]) {
+    if (
+      !Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isInteger(d) && d >= 0) ||
+      offs[1] < offs[0]
+    ) {
       throw new FormatError(file, `tensor '${name}' has invalid data_offsets ${JSON.stringify(offs)}`);
     }
     if (offs[1] > dataSize) {
-      throw new FormatError(file, `tensor '${name}' data_offsets ${JSON.stringify(offs)} run past the end of the data (${dataSize} bytes)`);
+      throw new FormatError(
+        file,
+        `tensor '${name}' data_offsets ${JSON.stringify(offs)} run past the end of the data (${dataSize} bytes)`,
+      );
     }
     const n = shape.reduce((a: number, b: number) => a * b, 1);
     if (n * BYTES[t.dtype] !== offs[1] - offs[0]) {
-      throw new FormatError(file, `tensor '${name}' shape ${JSON.stringify(shape)} (${t.dtype}) needs ${n * BYTES[t.dtype]} bytes but data_offsets span ${offs[1] - offs[0]}`);
+      throw new FormatError(
+        file,
+        `tensor '${name}' shape ${JSON.stringify(shape)} (${t.dtype}) needs ${
+          n * BYTES[t.dtype]
+        } bytes but data_offsets span ${offs[1] - offs[0]}`,
+      );
     }
     tensors[name] = { dtype: t.dtype, shape, dataOffsets: [offs[0], offs[1]] };
   }
@@ -236,7 +250,9 @@ export async function readTensor(
 /** Reads every tensor of a (small) safetensors file, e.g. a checkpoint. */
 export async function readAll(
   path: string,
-): Promise<{ tensors: Record<string, { data: Float32Array; shape: number[]; dtype: Dtype }>; metadata: Record<string, string> }> {
+): Promise<
+  { tensors: Record<string, { data: Float32Array; shape: number[]; dtype: Dtype }>; metadata: Record<string, string> }
+> {
   const h = await readHeader(path);
   const tensors: Record<string, { data: Float32Array; shape: number[]; dtype: Dtype }> = {};
   for (const name of Object.keys(h.tensors)) tensors[name] = await readTensor(path, name, h);
@@ -258,7 +274,11 @@ export async function writeSafetensors(
   let off = 0;
   for (const [name, t] of Object.entries(tensors)) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (n !== t.data.length) throw new Error(`writeSafetensors: '${name}' shape ${JSON.stringify(t.shape)} does not match ${t.data.length} values`);
+    if (n !== t.data.length) {
+      throw new Error(
+        `writeSafetensors: '${name}' shape ${JSON.stringify(t.shape)} does not match ${t.data.length} values`,
+      );
+    }
     header[name] = { dtype, shape: t.shape, data_offsets: [off, off + n * width] };
     off += n * width;
   }

@@ -69,7 +69,10 @@ export function validateStoreMeta(file: string, json: unknown, n?: number): Stor
       for (const k of ["chosen_idx", "rejected_idx"] as const) {
         const v = (e as Record<string, unknown>)[k];
         if (!Number.isInteger(v) || (v as number) < 0 || (n !== undefined && (v as number) >= n)) {
-          throw new FormatError(file, `user '${u}' entry ${i}: ${k} ${JSON.stringify(v)} is out of range [0, ${n ?? "N"})`);
+          throw new FormatError(
+            file,
+            `user '${u}' entry ${i}: ${k} ${JSON.stringify(v)} is out of range [0, ${n ?? "N"})`,
+          );
         }
       }
       const s = (e as Record<string, unknown>).split;
@@ -89,8 +92,15 @@ export async function loadStore(prefix: string): Promise<EmbeddingStore> {
   const stFile = `${prefix}.safetensors`;
   const header = await readHeader(stFile);
   const info = header.tensors.embeddings;
-  if (!info) throw new FormatError(stFile, `no tensor named 'embeddings' (found: ${Object.keys(header.tensors).join(", ") || "none"})`);
-  if (info.shape.length !== 2) throw new FormatError(stFile, `'embeddings' must be 2-D [N, H], got shape ${JSON.stringify(info.shape)}`);
+  if (!info) {
+    throw new FormatError(
+      stFile,
+      `no tensor named 'embeddings' (found: ${Object.keys(header.tensors).join(", ") || "none"})`,
+    );
+  }
+  if (info.shape.length !== 2) {
+    throw new FormatError(stFile, `'embeddings' must be 2-D [N, H], got shape ${JSON.stringify(info.shape)}`);
+  }
   const [n, dim] = info.shape;
   const meta = await readStoreMeta(`${prefix}.json`, n);
   const { data } = await readTensor(stFile, "embeddings", header);
@@ -105,7 +115,9 @@ export async function writeStore(
   meta: StoreMeta,
   { dtype = "F32", info = {} }: { dtype?: "F32" | "F16"; info?: Record<string, string> } = {},
 ): Promise<void> {
-  if (embeddings.length % dim !== 0) throw new Error(`writeStore: ${embeddings.length} values are not a multiple of H=${dim}`);
+  if (embeddings.length % dim !== 0) {
+    throw new Error(`writeStore: ${embeddings.length} values are not a multiple of H=${dim}`);
+  }
   const n = embeddings.length / dim;
   validateStoreMeta(`${prefix}.json`, meta, n);
   const dir = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : ".";

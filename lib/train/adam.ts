@@ -40,6 +40,6 @@ export function clipGlobalNorm(grads: Float64Array[], maxNorm: number): number {
   for (const g of grads) for (let i = 0; i < g.length; i++) s += g[i] * g[i];
   const norm = Math.sqrt(s);
   const c = maxNorm / (norm + 1e-6);
-  if (c < 1) for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= c;
+  if (c < 1) { for (const g of grads) for (let i = 0; i < g.length; i++) g[i] *= c; }
   return norm;
 }

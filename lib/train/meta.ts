@@ -99,5 +99,12 @@ export async function trainEpoch(
     onStep?.(done, lossSum / done);
   }
   state.epoch++;
-  return { epoch: state.epoch, metaLoss: lossSum / Math.max(1, done), objective: objSum / Math.max(1, steps), lr, users: done, seconds: (performance.now() - t0) / 1000 };
+  return {
+    epoch: state.epoch,
+    metaLoss: lossSum / Math.max(1, done),
+    objective: objSum / Math.max(1, steps),
+    lr,
+    users: done,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }

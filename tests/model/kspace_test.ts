@@ -5,7 +5,15 @@ import { randomArray } from "../helpers.ts";
 const f64 = (a: Float32Array, s = 1) => Float64Array.from(a, (v) => v * s);
 
 /** Query loss after inner Adam, as a plain function (the forward only). */
-function queryLoss(theta: Float64Array, zs: Float64Array, ns: number, zq: Float64Array, nq: number, lr: number, steps: number): number {
+function queryLoss(
+  theta: Float64Array,
+  zs: Float64Array,
+  ns: number,
+  zq: Float64Array,
+  nq: number,
+  lr: number,
+  steps: number,
+): number {
   return btLoss(adaptTheta(theta, zs, ns, { lr, steps }), zq, nq);
 }
 
@@ -15,10 +23,17 @@ function assertClose(got: ArrayLike<number>, want: ArrayLike<number>, rel: numbe
     num += (got[i] - want[i]) ** 2;
     den += want[i] ** 2;
   }
-  assert.ok(Math.sqrt(num) <= rel * Math.sqrt(den) + abs, `${what}: relative error ${Math.sqrt(num / (den || 1))} > ${rel}\n got  ${Array.from(got)}\n want ${Array.from(want)}`);
+  assert.ok(
+    Math.sqrt(num) <= rel * Math.sqrt(den) + abs,
+    `${what}: relative error ${Math.sqrt(num / (den || 1))} > ${rel}\n got  ${Array.from(got)}\n want ${
+      Array.from(want)
+    }`,
+  );
 }
 
-for (const { K, steps, lr } of [{ K: 2, steps: 1, lr: 0.3 }, { K: 3, steps: 3, lr: 0.2 }, { K: 4, steps: 5, lr: 0.05 }]) {
+for (
+  const { K, steps, lr } of [{ K: 2, steps: 1, lr: 0.3 }, { K: 3, steps: 3, lr: 0.2 }, { K: 4, steps: 5, lr: 0.05 }]
+) {
   Deno.test(`taskGrad (second order, K=${K}, ${steps} inner Adam steps) matches float64 finite differences`, () => {
     const ns = 5, nq = 6, h = 1e-6;
     const theta = f64(randomArray(K, 11 + K));

@@ -24,11 +24,27 @@ Deno.test("run folder: files, exact headers, checkpoints named and shaped as dat
   const out = `${t.dir}/run`;
   const s = await runTraining(store, config, { outDir: out });
   const files = [...Deno.readDirSync(out)].map((e) => e.name).sort();
-  for (const f of ["config.json", "metrics.csv", "users.csv", "summary.json", "train.log", "best.safetensors", "epoch_2.safetensors", "epoch_4.safetensors", "epoch_6.safetensors", "resume.safetensors"]) {
+  for (
+    const f of [
+      "config.json",
+      "metrics.csv",
+      "users.csv",
+      "summary.json",
+      "train.log",
+      "best.safetensors",
+      "epoch_2.safetensors",
+      "epoch_4.safetensors",
+      "epoch_6.safetensors",
+      "resume.safetensors",
+    ]
+  ) {
     assert.ok(files.includes(f), `missing ${f} in ${files}`);
   }
   const metrics = parseCsv(await Deno.readTextFile(`${out}/metrics.csv`));
-  assert.equal(metrics[0].slice(0, 9).join(","), "epoch,meta_loss,seen_acc,unseen_acc,overall_acc,seen_worst10,unseen_worst10,lr,seconds");
+  assert.equal(
+    metrics[0].slice(0, 9).join(","),
+    "epoch,meta_loss,seen_acc,unseen_acc,overall_acc,seen_worst10,unseen_worst10,lr,seconds",
+  );
   assert.deepEqual(metrics.slice(1).map((r) => Number(r[0])), [2, 4, 6]);
   for (const r of metrics.slice(1)) for (const i of [2, 3, 4, 5, 6]) assert.ok(Number(r[i]) >= 0 && Number(r[i]) <= 1);
   const users = parseCsv(await Deno.readTextFile(`${out}/users.csv`));
@@ -60,7 +76,10 @@ Deno.test("--resume after an interruption ends with the same weights and metrics
   const b = await Deno.readFile(`${t.dir}/cut/epoch_6.safetensors`);
   assert.deepEqual(b, a, "final checkpoints must be byte-identical");
   const strip = (text: string) => parseCsv(text).map((r) => r.filter((_, i) => i !== 8).join(","));
-  assert.deepEqual(strip(await Deno.readTextFile(`${t.dir}/cut/metrics.csv`)), strip(await Deno.readTextFile(`${t.dir}/full/metrics.csv`)));
+  assert.deepEqual(
+    strip(await Deno.readTextFile(`${t.dir}/cut/metrics.csv`)),
+    strip(await Deno.readTextFile(`${t.dir}/full/metrics.csv`)),
+  );
   assert.match(await Deno.readTextFile(`${t.dir}/cut/train.log`), /resuming .* after epoch 2/);
 });
 
@@ -71,10 +90,16 @@ Deno.test("--init starts from a checkpoint's weights and records it in config.js
   const store = await loadStore(prefix);
   const first = await runTraining(store, { ...config, epochs: 2, logFreq: 1 }, { outDir: `${t.dir}/a` });
   const init = await loadCheckpoint(`${t.dir}/a/epoch_2.safetensors`);
-  const second = await runTraining(store, { ...config, epochs: 1, logFreq: 1, metaLr: 1e-9 }, { outDir: `${t.dir}/b`, init: `${t.dir}/a/epoch_2.safetensors` });
+  const second = await runTraining(store, { ...config, epochs: 1, logFreq: 1, metaLr: 1e-9 }, {
+    outDir: `${t.dir}/b`,
+    init: `${t.dir}/a/epoch_2.safetensors`,
+  });
   const after = await loadCheckpoint(`${t.dir}/b/epoch_1.safetensors`);
   // with a vanishing learning rate the weights stay where --init put them
-  const d = after.params.layers[0].weight.reduce((s, v, i) => Math.max(s, Math.abs(v - init.params.layers[0].weight[i])), 0);
+  const d = after.params.layers[0].weight.reduce(
+    (s, v, i) => Math.max(s, Math.abs(v - init.params.layers[0].weight[i])),
+    0,
+  );
   assert.ok(d < 1e-6, `weights moved by ${d}`);
   assert.ok(Math.abs(second.last.overall_acc - first.last.overall_acc) < 0.02);
   assert.equal(JSON.parse(await Deno.readTextFile(`${t.dir}/b/config.json`)).init, `${t.dir}/a/epoch_2.safetensors`);

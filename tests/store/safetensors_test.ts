@@ -17,7 +17,9 @@ Deno.test("safetensors: F32 round trip keeps values, names, shapes, metadata, 8-
   await using t = await tempDir();
   const a = new Float32Array([1.5, -2, 3.25, 0, 1e-7, 65504]);
   const b = new Float32Array([7, 8]);
-  await writeSafetensors(`${t.dir}/x.safetensors`, { a: { data: a, shape: [2, 3] }, b: { data: b, shape: [2] } }, { metadata: { k: "v" } });
+  await writeSafetensors(`${t.dir}/x.safetensors`, { a: { data: a, shape: [2, 3] }, b: { data: b, shape: [2] } }, {
+    metadata: { k: "v" },
+  });
   const h = await readHeader(`${t.dir}/x.safetensors`);
   assert.equal(h.dataStart % 8, 0);
   assert.deepEqual(h.metadata, { k: "v" });
@@ -38,7 +40,10 @@ Deno.test("safetensors: F16 write/read is within half precision; BF16 reads", as
   const f = new Float32Array([1.5, -3, 0.15625]);
   const u = new Uint32Array(f.buffer);
   const bf = new Uint16Array(Array.from(u, (x) => x >>> 16));
-  await Deno.writeFile(`${t.dir}/b.safetensors`, raw({ x: { dtype: "BF16", shape: [3], data_offsets: [0, 6] } }, new Uint8Array(bf.buffer)));
+  await Deno.writeFile(
+    `${t.dir}/b.safetensors`,
+    raw({ x: { dtype: "BF16", shape: [3], data_offsets: [0, 6] } }, new Uint8Array(bf.buffer)),
+  );
   assert.deepEqual(Array.from((await readTensor(`${t.dir}/b.safetensors`, "x")).data), [1.5, -3, 0.15625]);
 });
 
@@ -58,14 +63,26 @@ Deno.test("safetensors: malformed files are refused with the file name and the p
     [new Uint8Array(4), /too short/],
     [raw({}, new Uint8Array(0), 1000), /header length 1000 runs beyond the end/],
     [raw("{not json", new Uint8Array(0)), /not valid JSON/],
-    [raw({ x: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)), /unknown or unsupported dtype "I64"/],
-    [raw({ x: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)), /needs 12 bytes but data_offsets span 8/],
-    [raw({ x: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, new Uint8Array(8)), /run past the end of the data/],
+    [
+      raw({ x: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      /unknown or unsupported dtype "I64"/,
+    ],
+    [
+      raw({ x: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      /needs 12 bytes but data_offsets span 8/,
+    ],
+    [
+      raw({ x: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, new Uint8Array(8)),
+      /run past the end of the data/,
+    ],
     [raw({ x: { dtype: "F32", shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), /invalid shape/],
   ];
   for (const [bytes, re] of cases) {
     await Deno.writeFile(f, bytes);
-    await assert.rejects(readAll(f), (e: Error) => e instanceof FormatError && e.message.startsWith(f) && re.test(e.message));
+    await assert.rejects(
+      readAll(f),
+      (e: Error) => e instanceof FormatError && e.message.startsWith(f) && re.test(e.message),
+    );
   }
   await assert.rejects(readAll(`${t.dir}/missing.safetensors`), /missing\.safetensors: file not found/);
 });

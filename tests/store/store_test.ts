@@ -32,14 +32,20 @@ Deno.test("store: bad metadata is refused naming the file and problem, before em
   await tinyStore(p, { users: 2, pairs: 2, dim: 4 });
   const bad = async (json: string, re: RegExp) => {
     await Deno.writeTextFile(`${p}.json`, json);
-    await assert.rejects(loadStore(p), (e: Error) => e instanceof FormatError && e.message.includes(`${p}.json`) && re.test(e.message));
+    await assert.rejects(
+      loadStore(p),
+      (e: Error) => e instanceof FormatError && e.message.includes(`${p}.json`) && re.test(e.message),
+    );
   };
   await bad("{oops", /not valid JSON/);
   await bad("[]", /expected a JSON object/);
   await bad(JSON.stringify({ u: [] }), /user 'u' has no pairs/);
   await bad(JSON.stringify({ u: [{ chosen_idx: 0, rejected_idx: 8 }] }), /rejected_idx 8 is out of range \[0, 8\)/);
   await bad(JSON.stringify({ u: [{ chosen_idx: -1, rejected_idx: 1 }] }), /chosen_idx -1 is out of range/);
-  await bad(JSON.stringify({ u: [{ chosen_idx: 0, rejected_idx: 1, split: "test" }] }), /split "test" must be "train" or "val"/);
+  await bad(
+    JSON.stringify({ u: [{ chosen_idx: 0, rejected_idx: 1, split: "test" }] }),
+    /split "test" must be "train" or "val"/,
+  );
   await Deno.remove(`${p}.json`);
   await assert.rejects(loadStore(p), /s\.json: file not found/);
 });
@@ -71,5 +77,8 @@ Deno.test("checkpoint: state_dict names/shapes, config metadata, and dimension m
   const back = await loadCheckpoint(`${t.dir}/c.safetensors`);
   assert.deepEqual(back.config, cfg);
   assert.deepEqual(Array.from(back.params.layers[1].weight), Array.from(params.layers[1].weight));
-  await assert.rejects(loadCheckpoint(`${t.dir}/c.safetensors`, { dim: 4096 }), /checkpoint expects embeddings of dimension 6 but the store has H=4096/);
+  await assert.rejects(
+    loadCheckpoint(`${t.dir}/c.safetensors`, { dim: 4096 }),
+    /checkpoint expects embeddings of dimension 6 but the store has H=4096/,
+  );
 });

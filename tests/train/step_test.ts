@@ -38,13 +38,18 @@ function lossGrad(theta: number[], diffs: number[][]): number[] {
   }
   return theta.map((_, j) => w.reduce((s, wk, k) => s + dw[k] * wk * ((k === j ? 1 : 0) - w[j]), 0));
 }
-function objective(p: P64, users: { support: [number, number][]; query: [number, number][] }[], X: Float32Array): number {
+function objective(
+  p: P64,
+  users: { support: [number, number][]; query: [number, number][] }[],
+  X: Float32Array,
+): number {
   const row = (r: number) => X.subarray(r * H, (r + 1) * H);
   const L = users.map((u) => {
-    const d = (pairs: [number, number][]) => pairs.map(([c, r]) => {
-      const a = phi(p, row(c)), b = phi(p, row(r));
-      return a.map((v, k) => v - b[k]);
-    });
+    const d = (pairs: [number, number][]) =>
+      pairs.map(([c, r]) => {
+        const a = phi(p, row(c)), b = phi(p, row(r));
+        return a.map((v, k) => v - b[k]);
+      });
     const ds = d(u.support), dq = d(u.query);
     let th = [...p.theta];
     const m = th.map(() => 0), v = th.map(() => 0);
@@ -64,7 +69,9 @@ function objective(p: P64, users: { support: [number, number][]; query: [number,
 }
 function toP64(p: MrmParams): P64 {
   return {
-    W: p.layers.map((l) => Array.from({ length: l.out }, (_, o) => Array.from(l.weight.subarray(o * l.in, (o + 1) * l.in)))),
+    W: p.layers.map((l) =>
+      Array.from({ length: l.out }, (_, o) => Array.from(l.weight.subarray(o * l.in, (o + 1) * l.in)))
+    ),
     b: p.layers.map((l) => (l.bias ? Array.from(l.bias) : null)),
     theta: Array.from(p.sharedWeight),
   };
@@ -114,7 +121,11 @@ function fixture(hiddenSizes: number[], useBias: boolean) {
       chosen: Int32Array.from(pairs, ([c]) => c),
       rejected: Int32Array.from(pairs, ([, r]) => r),
     };
-    return { rows: taskRows(t), support: u.support.map((_, j) => j), query: u.query.map((_, j) => u.support.length + j) };
+    return {
+      rows: taskRows(t),
+      support: u.support.map((_, j) => j),
+      query: u.query.map((_, j) => u.support.length + j),
+    };
   });
   return { params, X, users, tasks };
 }
@@ -141,14 +152,18 @@ Deno.test("one full outer step (second-order MAML + RPO + clip + Adam) matches a
   const maxNorm = 0.5;
   assert.ok(refNorm > maxNorm, `fixture should exercise clipping (norm ${refNorm})`);
   const refClipped = ref.map((g) => g.map((v) => v * maxNorm / (refNorm + 1e-6)));
-  const expected = namedArrays(params).map(([, a], i) => Array.from(a, (v, j) => {
-    const g = refClipped[i][j], m = 0.1 * g, s = 0.001 * g * g;
-    return v - 0.01 * (m / 0.1) / (Math.sqrt(s / 0.001) + 1e-8);
-  }));
+  const expected = namedArrays(params).map(([, a], i) =>
+    Array.from(a, (v, j) => {
+      const g = refClipped[i][j], m = 0.1 * g, s = 0.001 * g * g;
+      return v - 0.01 * (m / 0.1) / (Math.sqrt(s / 0.001) + 1e-8);
+    })
+  );
   clipGlobalNorm(res.grads, maxNorm);
   const arrays = namedArrays(params).map(([, a]) => a);
   adamUpdate(adamInit(arrays.map((a) => a.length)), arrays, res.grads, 0.01);
-  arrays.forEach((a, i) => a.forEach((v, j) => assert.ok(Math.abs(v - expected[i][j]) < 1e-5, `param ${i}[${j}]: ${v} vs ${expected[i][j]}`)));
+  arrays.forEach((a, i) =>
+    a.forEach((v, j) => assert.ok(Math.abs(v - expected[i][j]) < 1e-5, `param ${i}[${j}]: ${v} vs ${expected[i][j]}`))
+  );
 });
 
 Deno.test("outer step with two layers and biases: gradients of every layer match finite differences; biases get none", async () => {
@@ -159,7 +174,10 @@ Deno.test("outer step with two layers and biases: gradients of every layer match
   const names = namedArrays(params).map(([n]) => n);
   res.grads.forEach((g, i) => {
     if (names[i].endsWith(".bias")) {
-      assert.ok(g.every((v) => v === 0) && ref[i].every((v) => Math.abs(v) < 1e-6), `${names[i]} should have no gradient`);
+      assert.ok(
+        g.every((v) => v === 0) && ref[i].every((v) => Math.abs(v) < 1e-6),
+        `${names[i]} should have no gradient`,
+      );
     } else assert.ok(relErr(g, ref[i]) < 1e-4, `${names[i]}: rel err ${relErr(g, ref[i])}`);
   });
 });
@@ -173,5 +191,9 @@ Deno.test("backends agree: the same outer step on cpu, wasm and webgpu (software
     out[b] = (await metaStep(params, X, tasks, opts, new Float32Array(X.length))).grads;
   }
   await initBackend("wasm");
-  for (const b of ["cpu", "webgpu"]) out[b].forEach((g, i) => assert.ok(relErr(g, out.wasm[i]) < 1e-4, `${b} vs wasm, grad ${i}: ${relErr(g, out.wasm[i])}`));
+  for (const b of ["cpu", "webgpu"]) {
+    out[b].forEach((g, i) =>
+      assert.ok(relErr(g, out.wasm[i]) < 1e-4, `${b} vs wasm, grad ${i}: ${relErr(g, out.wasm[i])}`)
+    );
+  }
 });
