@@ -124,7 +124,7 @@ ${configHelp(config)}`);
     const agg: Record<string, string> = {};
     const rows: string[][] = [];
     for (const sel of ["best", "last"] as const) {
-      const row = [sel];
+      const row: string[] = [sel];
       for (const k of ["seen_acc", "unseen_acc", "overall_acc", "seen_worst10", "unseen_worst10"] as const) {
         const ms = meanStd(summaries.map((s) => s[sel][k]));
         agg[`${sel}.${k}`] = ms.text;
