@@ -6,7 +6,7 @@
 import { type Splits, splitUsers } from "../data/splits.ts";
 import { buildTasks, type UserTask } from "../data/tasks.ts";
 import { ConfigError } from "../errors.ts";
-import { type EvalResult, evaluate, type UserResult } from "../eval/evaluate.ts";
+import { evaluate, type UserResult } from "../eval/evaluate.ts";
 import { exists, writeFileAtomic } from "../fsutil.ts";
 import { initParams, type MrmParams } from "../model/params.ts";
 import type { TrainConfig } from "../presets.ts";
