@@ -10,6 +10,11 @@ export class RunLog {
     this.#tty = !quiet && Deno.stdout.isTerminal();
   }
 
+  /** Whether a live status line is drawn (stdout is a terminal). */
+  get isTerminal(): boolean {
+    return this.#tty;
+  }
+
   /** Starts appending to a log file (e.g. `<run>/train.log`). */
   async attach(path: string): Promise<void> {
     this.#file?.close();

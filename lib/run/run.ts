@@ -163,7 +163,16 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
     });
     ranThisCall++;
     const isLast = state.epoch === config.epochs;
-    if (state.epoch % config.logFreq === 0 || isLast) {
+    const evalNow = state.epoch % config.logFreq === 0 || isLast;
+    if (!evalNow && !log.isTerminal) {
+      const eta = (elapsed() - secondsOffset) / ranThisCall * (config.epochs - state.epoch);
+      log.line(
+        `epoch ${state.epoch}/${config.epochs}  loss ${st.metaLoss.toFixed(4)}  ${
+          (st.users / st.seconds).toFixed(0)
+        } users/s  ETA ${formatDuration(eta)}`,
+      );
+    }
+    if (evalNow) {
       const ev = await evaluate(state.params, store.embeddings, all, {
         innerLr: config.innerLr,
         innerSteps: config.evalInnerEpochs,
