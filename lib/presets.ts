@@ -27,6 +27,13 @@ export interface TrainConfig {
   unseenTrainLimit: number;
   rpoRho: number;
   rpoGamma: number;
+  /** "rpo" (the method) or "mean" (plain MAML: mean of the query losses) */
+  objective: "rpo" | "mean";
+  /**
+   * share of each seen user's train conversations held out as validation (0 = none);
+   * used for honest model selection (sweeps), never the test pairs
+   */
+  valHoldout: number;
   firstOrder: boolean;
   clipNorm: number;
 }
@@ -43,6 +50,8 @@ const base = {
   valRatio: 0.9,
   rpoRho: 0.5,
   rpoGamma: 0.5,
+  objective: "rpo" as const,
+  valHoldout: 0,
   firstOrder: false,
   clipNorm: 1.0,
 };
@@ -134,6 +143,12 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   }
   if (!(c.valRatio > 0 && c.valRatio < 1)) throw new ConfigError(`--val_ratio must be in (0, 1), got ${c.valRatio}`);
   if (!(c.rpoRho >= 0 && c.rpoRho <= 1)) throw new ConfigError(`--rpo_ratio must be in [0, 1], got ${c.rpoRho}`);
+  if (c.objective !== "rpo" && c.objective !== "mean") {
+    throw new ConfigError(`--objective must be rpo or mean, got ${c.objective}`);
+  }
+  if (!(c.valHoldout >= 0 && c.valHoldout < 1)) {
+    throw new ConfigError(`--val_holdout must be in [0, 1), got ${c.valHoldout}`);
+  }
   if (!Number.isFinite(c.rpoGamma)) throw new ConfigError(`--rpo_gamma must be a number, got ${c.rpoGamma}`);
   if (c.hiddenSizes.length === 0 || !c.hiddenSizes.every((h) => Number.isInteger(h) && h > 0)) {
     throw new ConfigError(
@@ -147,5 +162,5 @@ export function validateConfig(c: TrainConfig): TrainConfig {
 export function shortConfig(c: TrainConfig): string {
   return `k${c.hiddenSizes.join("-")}_ilr${c.innerLr}_mlr${c.metaLr}_in${c.trainInnerEpochs}_e${c.epochs}_s${c.seed}${
     c.firstOrder ? "_fo" : ""
-  }`;
+  }${c.objective === "mean" ? "_mean" : ""}`;
 }

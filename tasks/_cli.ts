@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { ConfigError, FormatError } from "../lib/errors.ts";
 import type { TrainConfig } from "../lib/presets.ts";
 
-type Kind = "number" | "int" | "bool" | "list";
+type Kind = "number" | "int" | "bool" | "list" | "string";
 /** Release flag name -> config field, type and help. */
 export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; help: string }> = {
   inner_lr: { key: "innerLr", kind: "number", help: "inner-loop Adam learning rate" },
@@ -32,6 +32,12 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
   hidden_layers: { key: "hiddenSizes", kind: "list", help: "layer sizes, comma-separated (last = K)" },
   use_bias: { key: "useBias", kind: "bool", help: "biases in the base functions" },
   first_order: { key: "firstOrder", kind: "bool", help: "first-order inner step (no second-order terms)" },
+  objective: { key: "objective", kind: "string", help: "rpo (the method) or mean (plain MAML)" },
+  val_holdout: {
+    key: "valHoldout",
+    kind: "number",
+    help: "share of seen users' train conversations held out for validation",
+  },
 };
 
 /** parseArgs options for the config flags plus extra ones. */
@@ -70,6 +76,7 @@ export function applyConfigFlags(c: TrainConfig, values: Record<string, string |
     if (v === undefined) continue;
     set.push(name);
     if (f.kind === "bool") rec[f.key] = v === true;
+    else if (f.kind === "string") rec[f.key] = String(v);
     else if (f.kind === "list") {
       const parts = String(v).split(",").map((s) => Number(s.trim()));
       if (parts.some((p) => !Number.isInteger(p) || p <= 0)) {

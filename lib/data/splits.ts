@@ -109,6 +109,22 @@ export function splitUsers(
 }
 
 /**
+ * Holds out the last `share` of a seen user's train conversations (in train order,
+ * which the split already shuffled) as validation; users with one conversation keep
+ * it for training. Returns the remaining train positions and the validation ones.
+ */
+export function holdoutValidation(
+  entries: PairEntry[],
+  train: number[],
+  share: number,
+): { train: number[]; val: number[] } {
+  const convs = groupByConversation(entries, train);
+  if (share <= 0 || convs.length < 2) return { train, val: [] };
+  const nVal = Math.min(convs.length - 1, Math.max(1, Math.round(convs.length * share)));
+  return { train: convs.slice(0, convs.length - nVal).flat(), val: convs.slice(convs.length - nVal).flat() };
+}
+
+/**
  * The per-epoch support/query split of a seen user's train positions:
  * conversations shuffled with seed `seed + userIndex + 1000 * epoch`, the first
  * `max(1, floor(nConv * valRatio))` to query, the rest to support; one conversation

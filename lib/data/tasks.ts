@@ -11,6 +11,8 @@ export interface UserTask {
   entries: PairEntry[];
   train: number[];
   test: number[];
+  /** validation positions held out of train (empty unless a holdout is configured) */
+  val: number[];
   chosen: Int32Array;
   rejected: Int32Array;
 }
@@ -27,6 +29,7 @@ export function buildTasks(store: EmbeddingStore, splits: Splits): { seen: UserT
       entries,
       train: s.train,
       test: s.test,
+      val: [],
       chosen: Int32Array.from(entries, (e) => e.chosen_idx),
       rejected: Int32Array.from(entries, (e) => e.rejected_idx),
     };

@@ -16,6 +16,8 @@ export interface UserResult {
   nTrain: number;
   nTest: number;
   accuracy: number;
+  /** accuracy on the held-out validation pairs, when the user has any */
+  valAccuracy?: number;
 }
 
 /** Mean, median and worst-10% mean of a group's per-user accuracies. */
@@ -32,6 +34,27 @@ export interface EvalResult {
   seen: GroupStats;
   unseen: GroupStats;
   overall: GroupStats;
+  /** validation accuracy of the users with held-out validation pairs (n = 0 when none) */
+  val: GroupStats;
+}
+
+/** Evaluation settings: the inner loop, and optionally only the first `shots` train pairs. */
+export interface EvalOptions {
+  innerLr: number;
+  innerSteps: number;
+  /** adapt on only the first `shots` train pairs of each user (few-shot curves) */
+  shots?: number;
+}
+
+/** Groups per-user results into seen / unseen / overall / validation summaries. */
+export function summarize(users: UserResult[]): EvalResult {
+  return {
+    users,
+    seen: groupStats(users.filter((u) => u.group === "seen").map((u) => u.accuracy)),
+    unseen: groupStats(users.filter((u) => u.group === "unseen").map((u) => u.accuracy)),
+    overall: groupStats(users.map((u) => u.accuracy)),
+    val: groupStats(users.filter((u) => u.valAccuracy !== undefined).map((u) => u.valAccuracy!)),
+  };
 }
 
 /** Summarizes accuracies: mean, median, and the mean of the worst ceil(10%) users. */
@@ -67,10 +90,10 @@ export async function evaluate(
   params: MrmParams,
   embeddings: Float32Array,
   tasks: UserTask[],
-  { innerLr, innerSteps }: { innerLr: number; innerSteps: number },
+  opts: EvalOptions,
 ): Promise<EvalResult> {
   const y = await projectAll(embeddings, params.dim, params.layers[0]);
-  return evaluateProjected(params, y, tasks, { innerLr, innerSteps });
+  return evaluateProjected(params, y, tasks, opts);
 }
 
 /** Evaluation from precomputed first-layer outputs `y` (N x h1). */
@@ -78,26 +101,24 @@ export function evaluateProjected(
   params: MrmParams,
   y: Float32Array,
   tasks: UserTask[],
-  { innerLr, innerSteps }: { innerLr: number; innerSteps: number },
+  { innerLr, innerSteps, shots }: EvalOptions,
 ): EvalResult {
   const h1 = params.layers[0].out, K = numBases(params), head = headMatrix(params);
   const users: UserResult[] = tasks.map((t) => {
     const c = (p: number) => t.chosen[p], r = (p: number) => t.rejected[p];
-    const tr = pairFeatures(y, h1, head, K, c, r, t.train).z;
-    const te = pairFeatures(y, h1, head, K, c, r, t.test).z;
-    const theta = adaptTheta(params.sharedWeight, tr, t.train.length, { lr: innerLr, steps: innerSteps });
-    return {
+    const train = shots === undefined ? t.train : t.train.slice(0, shots);
+    const tr = pairFeatures(y, h1, head, K, c, r, train).z;
+    const theta = adaptTheta(params.sharedWeight, tr, train.length, { lr: innerLr, steps: innerSteps });
+    const acc = (pos: number[]) => accuracyOf(theta, pairFeatures(y, h1, head, K, c, r, pos).z, pos.length);
+    const res: UserResult = {
       id: t.id,
       group: t.group,
-      nTrain: t.train.length,
+      nTrain: train.length,
       nTest: t.test.length,
-      accuracy: accuracyOf(theta, te, t.test.length),
+      accuracy: acc(t.test),
     };
+    if (t.val.length) res.valAccuracy = acc(t.val);
+    return res;
   });
-  return {
-    users,
-    seen: groupStats(users.filter((u) => u.group === "seen").map((u) => u.accuracy)),
-    unseen: groupStats(users.filter((u) => u.group === "unseen").map((u) => u.accuracy)),
-    overall: groupStats(users.map((u) => u.accuracy)),
-  };
+  return summarize(users);
 }

@@ -3,7 +3,7 @@
  * users.csv, summary.json, train.log, epoch_<E>.safetensors, best.safetensors and
  * resume.safetensors (optimizer state, so `--resume` continues bit-exactly).
  */
-import { type Splits, splitUsers } from "../data/splits.ts";
+import { holdoutValidation, type Splits, splitUsers } from "../data/splits.ts";
 import { buildTasks, type UserTask } from "../data/tasks.ts";
 import { ConfigError } from "../errors.ts";
 import { evaluate, type UserResult } from "../eval/evaluate.ts";
@@ -32,6 +32,7 @@ export const METRICS_HEADER = [
   "overall_median",
   "overall_worst10",
   "rpo_objective",
+  "val_acc",
 ];
 
 /** Accuracy figures of one evaluated epoch. */
@@ -68,7 +69,11 @@ export function prepareTasks(
   if (splits.seen.length === 0) {
     throw new ConfigError(`${store.prefix}: no seen users with both train and test pairs under this split`);
   }
-  return { splits, ...buildTasks(store, splits) };
+  const tasks = buildTasks(store, splits);
+  if (c.valHoldout > 0) {
+    for (const t of tasks.seen) Object.assign(t, holdoutValidation(t.entries, t.train, c.valHoldout));
+  }
+  return { splits, ...tasks };
 }
 
 function rowToReport(row: Record<string, number>): EpochReport {
@@ -108,7 +113,9 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
     config = r.config;
     if (await exists(`${outDir}/metrics.csv`)) {
       const [head, ...body] = parseCsv(await Deno.readTextFile(`${outDir}/metrics.csv`));
-      rows = body.map((cells) => Object.fromEntries(head.map((h, i) => [h, Number(cells[i])])))
+      rows = body.map((cells) =>
+        Object.fromEntries(head.map((h, i) => [h, cells[i] === "" || cells[i] === undefined ? NaN : Number(cells[i])]))
+      )
         .filter((row) => row.epoch <= state.epoch);
     }
     log.line(`resuming ${outDir} after epoch ${state.epoch} (step ${state.step})`);
@@ -192,6 +199,7 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
         overall_median: ev.overall.median,
         overall_worst10: ev.overall.worst10,
         rpo_objective: st.objective,
+        val_acc: ev.val.n ? ev.val.mean : NaN,
       };
       const prevBest = best();
       rows.push(row);

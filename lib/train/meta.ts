@@ -87,6 +87,7 @@ export async function trainEpoch(
       firstOrder: c.firstOrder,
       rpoRho: c.rpoRho,
       rpoGamma: c.rpoGamma,
+      objective: c.objective ?? "rpo",
     }, tr.scratch);
     clipGlobalNorm(res.grads, c.clipNorm);
     lr = c.metaLr * lrFactor(state.step, total, warm);

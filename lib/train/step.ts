@@ -50,6 +50,8 @@ export interface StepOptions {
   firstOrder: boolean;
   rpoRho: number;
   rpoGamma: number;
+  /** @default "rpo" */
+  objective?: "rpo" | "mean";
 }
 
 /** The step's objective, each user's query loss, and gradients aligned with namedArrays(). */
@@ -107,7 +109,12 @@ export async function metaStep(
       return { s, q, g, c, r };
     });
     const losses = per.map((p) => p.g.loss);
-    const { objective, coef } = rpo(losses, opts.rpoRho, opts.rpoGamma);
+    const { objective, coef } = opts.objective === "mean"
+      ? {
+        objective: losses.reduce((a, b) => a + b, 0) / losses.length,
+        coef: new Float64Array(losses.length).fill(1 / losses.length),
+      }
+      : rpo(losses, opts.rpoRho, opts.rpoGamma);
 
     const gTheta = new Float64Array(K);
     const gB = new Float64Array(K * h1);

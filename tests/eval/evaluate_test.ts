@@ -31,6 +31,7 @@ Deno.test("evaluation adapts each user on train pairs before scoring test pairs"
     entries: [{ chosen_idx: 0, rejected_idx: 1 }, { chosen_idx: 2, rejected_idx: 3 }],
     train: [0],
     test: [1],
+    val: [],
     chosen: Int32Array.from([0, 2]),
     rejected: Int32Array.from([1, 3]),
   });

@@ -118,6 +118,7 @@ function fixture(hiddenSizes: number[], useBias: boolean) {
       entries: pairs.map(([c, r]) => ({ chosen_idx: c, rejected_idx: r })),
       train: pairs.map((_, j) => j),
       test: [],
+      val: [],
       chosen: Int32Array.from(pairs, ([c]) => c),
       rejected: Int32Array.from(pairs, ([, r]) => r),
     };
