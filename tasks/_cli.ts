@@ -40,11 +40,12 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
   },
 };
 
+/** One parseArgs option. */
+export type FlagOption = { type: "string" | "boolean"; short?: string; multiple?: boolean };
+
 /** parseArgs options for the config flags plus extra ones. */
-export function flagOptions(
-  extra: Record<string, { type: "string" | "boolean"; short?: string }>,
-): Record<string, { type: "string" | "boolean"; short?: string }> {
-  const o: Record<string, { type: "string" | "boolean"; short?: string }> = {
+export function flagOptions(extra: Record<string, FlagOption>): Record<string, FlagOption> {
+  const o: Record<string, FlagOption> = {
     help: { type: "boolean", short: "h" },
     ...extra,
   };
@@ -56,11 +57,11 @@ export function flagOptions(
 export function parse(
   args: string[],
   options: ReturnType<typeof flagOptions>,
-): Record<string, string | boolean | undefined> {
+): Record<string, string | boolean | string[] | undefined> {
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<
       string,
-      string | boolean | undefined
+      string | boolean | string[] | undefined
     >;
   } catch (e) {
     throw new ConfigError(`${(e as Error).message} (see --help)`);
@@ -68,7 +69,10 @@ export function parse(
 }
 
 /** Applies config flags present in `values` onto `c`; returns the names that were set. */
-export function applyConfigFlags(c: TrainConfig, values: Record<string, string | boolean | undefined>): string[] {
+export function applyConfigFlags(
+  c: TrainConfig,
+  values: Record<string, string | boolean | string[] | undefined>,
+): string[] {
   const set: string[] = [];
   const rec = c as unknown as Record<string, unknown>;
   for (const [name, f] of Object.entries(CONFIG_FLAGS)) {

@@ -5,8 +5,11 @@ import { main, parse } from "./_cli.ts";
 
 const HELP = `deno task synth [flags]
 Writes <out>.safetensors, <out>.json and <out>.truth.json (per-pair oracle probabilities).
-  --preset prism|reddit   PRISM-like (many users, 6-30 conversations of 1-3 pairs) or
-                          Reddit-like (few users, 200 train + 60 val pairs, split field) (default prism)
+  --preset NAME           prism: many users, 6-30 conversations of 1-3 pairs (default)
+                          reddit: few users, 200 train + 60 val pairs, split field
+                          few-pairs: 1000 users, 3-5 conversations of 1-2 pairs
+                          hard-tail: half of the users contrarian or long-tail
+                          many-directions: tastes mix 6 latent directions (> K=2)
   --users N               number of users (default prism 400, reddit 40)
   --dim H                 embedding dimension (default 256)
   --seed N                generator seed (default 42)
@@ -43,8 +46,8 @@ await main(async () => {
     users: num("users", p.users),
     dim: num("dim", p.dim),
     seed: num("seed", 42),
-    hardShare: num("hard_share", 0.2, false),
-    latent: num("latent", 4),
+    hardShare: num("hard_share", p.hardShare ?? 0.2, false),
+    latent: num("latent", p.latent ?? 4),
   };
   if (opts.users < 2) throw new ConfigError("--users must be at least 2 (half are seen, half unseen)");
   if (opts.latent < 4 || opts.dim < opts.latent) throw new ConfigError("--latent must be >= 4 and <= --dim");

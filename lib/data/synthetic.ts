@@ -3,8 +3,9 @@
  * x = mu + scale * n (n standard normal in H dims); latent reward directions
  * d_0..d_{L-1} (unit, random) read c_l(x) = d_l . (x - mu) / scale ~ N(0, 1).
  * A user's true reward is beta * sum_l u_l c_l(x): d_0 is a "quality" everyone
- * shares, d_1/d_2 are tastes mixed on a simplex by typical users; hard users are
- * contrarian (tastes negated) or long-tail (a direction no typical user has).
+ * shares; typical users mix the taste directions (all but d_0 and d_3; two when
+ * L = 4) on a simplex; hard users are contrarian (tastes negated) or long-tail
+ * (d_3, a direction no typical user has).
  * Pairs are labelled by a Bradley–Terry (Luce) draw, so the per-pair oracle
  * probability sigma(r(chosen) - r(rejected)) is known.
  */
@@ -118,11 +119,12 @@ export function generateSynthetic(
     if (kind === "long_tail") {
       w[3] = rng.random() < 0.5 ? 1.5 : -1.5;
     } else {
-      const t = rng.random();
+      // tastes: a flat-Dirichlet mix over every direction but quality (0) and long-tail (3)
+      const tastes = [...Array(latent).keys()].filter((l) => l !== 0 && l !== 3);
+      const g = tastes.map(() => -Math.log(1 - rng.random()));
+      const sum = g.reduce((a, b) => a + b, 0);
       const sign = kind === "contrarian" ? -1 : 1;
-      w[1] = sign * 1.5 * t;
-      w[2] = sign * 1.5 * (1 - t);
-      for (let l = 4; l < latent; l++) w[l] = sign * (rng.random() - 0.5);
+      tastes.forEach((l, i) => (w[l] = sign * 1.5 * g[i] / sum));
     }
     truthUsers[id] = { kind, weights: w };
   }
@@ -212,4 +214,10 @@ export async function writeSynthetic(
 export const SYNTH_PRESETS: Record<string, Omit<SynthOptions, "seed">> = {
   prism: { preset: "prism", users: 400, dim: 256 },
   reddit: { preset: "reddit", users: 40, dim: 256 },
+  /** many users with few pairs: 3-5 conversations of 1-2 pairs */
+  "few-pairs": { preset: "prism", users: 1000, dim: 256, conversations: [3, 5], maxPairs: 2 },
+  /** a heavy tail of hard users: half contrarian or long-tail */
+  "hard-tail": { preset: "prism", users: 400, dim: 256, hardShare: 0.5 },
+  /** more latent reward directions than K=2: tastes mix six directions */
+  "many-directions": { preset: "prism", users: 400, dim: 256, latent: 8 },
 };

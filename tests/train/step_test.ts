@@ -198,3 +198,16 @@ Deno.test("backends agree: the same outer step on cpu, wasm and webgpu (software
     );
   }
 });
+
+Deno.test("objective 'mean' (plain MAML) weights every user's query loss by 1/B", async () => {
+  await initBackend("wasm");
+  const { params, X, tasks } = fixture([2], false);
+  const res = await metaStep(params, X, tasks, { ...opts, objective: "mean" }, new Float32Array(X.length));
+  assert.ok(Math.abs(res.objective - res.losses.reduce((a, b) => a + b, 0) / res.losses.length) < 1e-12);
+  // its theta gradient is the mean of the per-user ones: compare with single-user steps
+  const single = await Promise.all(
+    tasks.map((t) => metaStep(params, X, [t], { ...opts, objective: "mean" }, new Float32Array(X.length))),
+  );
+  const mean = res.grads[0].map((_, k) => single.reduce((s, r) => s + r.grads[0][k], 0) / single.length);
+  res.grads[0].forEach((g, k) => assert.ok(Math.abs(g - mean[k]) < 1e-9));
+});

@@ -1,0 +1,120 @@
+/** SVG charts from Vega-Lite specs, rendered without a DOM. */
+import * as vega from "vega";
+import { compile, type TopLevelSpec } from "vega-lite";
+import { writeFileAtomic } from "../fsutil.ts";
+
+/** Renders a Vega-Lite spec to SVG text. */
+export async function renderSvg(spec: TopLevelSpec): Promise<string> {
+  const view = new vega.View(vega.parse(compile(spec).spec), { renderer: "none" });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+/** Renders and writes a chart atomically. */
+export async function writeChart(path: string, spec: TopLevelSpec): Promise<void> {
+  await writeFileAtomic(path, await renderSvg(spec));
+}
+
+/** Mean accuracy per method and group with ±1 std error bars (over seeds). */
+export function accuracyBarSpec(rows: { method: string; group: string; acc: number }[], title: string): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title,
+    data: { values: rows },
+    width: 120,
+    height: 220,
+    facet: { column: { field: "group", type: "nominal", title: null } },
+    spec: {
+      layer: [
+        {
+          mark: "bar",
+          encoding: {
+            x: { field: "method", type: "nominal", title: null, sort: null },
+            y: {
+              aggregate: "mean",
+              field: "acc",
+              type: "quantitative",
+              title: "user-level accuracy",
+              scale: { zero: false },
+            },
+            color: { field: "method", type: "nominal", legend: null },
+          },
+        },
+        {
+          mark: { type: "errorbar", extent: "stdev" },
+          encoding: {
+            x: { field: "method", type: "nominal", sort: null },
+            y: { field: "acc", type: "quantitative" },
+          },
+        },
+      ],
+    },
+  } as TopLevelSpec;
+}
+
+/** Distribution of per-user accuracy for each method (box plots). */
+export function userDistributionSpec(rows: { method: string; accuracy: number }[], title: string): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title,
+    data: { values: rows },
+    width: 420,
+    height: 240,
+    mark: { type: "boxplot", extent: 1.5 },
+    encoding: {
+      x: { field: "method", type: "nominal", sort: null, title: null },
+      y: { field: "accuracy", type: "quantitative", title: "per-user test accuracy" },
+      color: { field: "method", type: "nominal", legend: null },
+    },
+  } as TopLevelSpec;
+}
+
+/** Accuracy against shots per method (with an oracle line when given). */
+export function fewShotSpec(rows: { method: string; shots: number; acc: number }[], title: string): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title,
+    data: { values: rows },
+    width: 420,
+    height: 260,
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "shots", type: "quantitative", scale: { type: "log" }, title: "train pairs per unseen user" },
+      y: {
+        aggregate: "mean",
+        field: "acc",
+        type: "quantitative",
+        title: "unseen user accuracy",
+        scale: { zero: false },
+      },
+      color: { field: "method", type: "nominal" },
+    },
+  } as TopLevelSpec;
+}
+
+/** Validation against test accuracy per sweep setting. */
+export function sweepSpec(
+  rows: { setting: string; val: number; test: number; role: string }[],
+  title: string,
+): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title,
+    data: { values: rows },
+    width: 360,
+    height: 300,
+    mark: { type: "point", filled: true, size: 80 },
+    encoding: {
+      x: {
+        field: "val",
+        type: "quantitative",
+        title: "validation accuracy (seen users, held out)",
+        scale: { zero: false },
+      },
+      y: { field: "test", type: "quantitative", title: "test accuracy (overall)", scale: { zero: false } },
+      color: { field: "role", type: "nominal", title: null },
+      tooltip: [{ field: "setting" }],
+    },
+  } as TopLevelSpec;
+}

@@ -1,0 +1,73 @@
+/** `deno task sweep`: train a grid of settings, select on held-out validation, report test. */
+import { type BackendName, initBackend } from "../lib/backend.ts";
+import { parseGrid, runSweep } from "../lib/compare/sweep.ts";
+import { detectSplitStyle } from "../lib/data/splits.ts";
+import { ConfigError } from "../lib/errors.ts";
+import { readTruth } from "../lib/eval/oracle.ts";
+import { preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
+import { RunLog } from "../lib/run/log.ts";
+import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
+import { loadStore } from "../lib/store/store.ts";
+import { applyConfigFlags, CONFIG_FLAGS, configHelp, flagOptions, main, parse, timestamped } from "./_cli.ts";
+
+await main(async () => {
+  const v = parse(
+    Deno.args,
+    flagOptions({
+      data: { type: "string" },
+      preset: { type: "string" },
+      grid: { type: "string", multiple: true },
+      out: { type: "string" },
+      backend: { type: "string" },
+    }),
+  );
+  if (v.help) {
+    console.log(`deno task sweep --data PREFIX --grid inner_lr=1e-3,1e-2 --grid train_inner_epochs=1,5 [flags]
+Trains every combination (plus the release setting), holding out --val_holdout (default 0.2) of
+each seen user's train conversations; chooses the best validation accuracy (never test) and
+reports its test accuracy beside the release setting's, with the hardest users' breakdown.
+Writes output/sweep/<timestamp>/{sweep.csv,users.csv,sweep.svg}.
+  --grid FLAG=V1,V2    repeatable; FLAG is a release flag name (hidden_layers values: 2 or 4-2)
+  --preset NAME        base settings (default: synthetic with a .truth.json, else prism/reddit)
+${configHelp(preset("synthetic"))}`);
+    return;
+  }
+  const grid = parseGrid((v.grid as string[] | undefined) ?? []);
+  if (grid.length === 0) throw new ConfigError("give at least one --grid FLAG=V1,V2");
+  for (const a of grid) {
+    if (!CONFIG_FLAGS[a.flag]) throw new ConfigError(`--grid ${a.flag}: not a training flag (see --help)`);
+  }
+  const prefix = resolvePrefix(v as Record<string, string>, "data/emb/synthetic/prism");
+  await requireStore(prefix, "synthetic");
+  const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
+  const store = await loadStore(prefix);
+  const truth = await readTruth(prefix);
+  const name = typeof v.preset === "string" ? v.preset : truth ? "synthetic" : detectSplitStyle(store.meta);
+  const base = preset(name);
+  base.splitStyle = detectSplitStyle(store.meta);
+  base.valHoldout = 0.2;
+  applyConfigFlags(base, v);
+  base.data = prefix;
+  validateConfig(base);
+  const apply = (c: TrainConfig, s: Record<string, string>) => {
+    applyConfigFlags(c, s);
+    return validateConfig(c);
+  };
+  // the release's value of each swept flag: the preset's (before any override)
+  const rec = preset(name) as unknown as Record<string, unknown>;
+  const release = Object.fromEntries(grid.map((a) => {
+    const d = rec[CONFIG_FLAGS[a.flag].key];
+    return [a.flag, Array.isArray(d) ? d.join(",") : String(d)];
+  }));
+  const outDir = typeof v.out === "string" ? v.out : timestamped("output/sweep", name);
+  const log = new RunLog();
+  log.line(
+    `sweep on ${prefix}, preset ${name}, backend ${backend}, validation holdout ${base.valHoldout} -> ${outDir}`,
+  );
+  const r = await runSweep(store, base, grid, release, apply, { outDir, log, truth });
+  log.line(
+    `\nchosen on validation: ${r.chosen.name}: test overall ${(100 * r.chosen.overall).toFixed(1)} vs release ${
+      (100 * r.release.overall).toFixed(1)
+    }`,
+  );
+});
