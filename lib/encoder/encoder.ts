@@ -1,0 +1,167 @@
+/**
+ * The reward-model encoder: conversations -> the last layer's hidden state at the
+ * last real token (after the final norm), in length-sorted, right-padded batches
+ * with an attention mask; and the model's own reward when the `score` head is
+ * available (`score.safetensors`, or the sharded checkpoint's index).
+ */
+import { FormatError } from "../errors.ts";
+import { exists } from "../fsutil.ts";
+import { readHeader, readTensor } from "../store/safetensors.ts";
+import { conversationOf, type Message } from "../data/pairs.ts";
+import { type ChatTokenizer, loadChatTokenizer } from "./tokenizer.ts";
+import { type Device, type ModelSession, openSession } from "./session.ts";
+
+/** Encoder settings. */
+export interface EncoderOptions {
+  /** @default "auto" (webgpu on a hardware GPU, else wasm) */
+  device?: Device | "auto";
+  /** sequences per forward pass @default 8 */
+  batchSize?: number;
+  /** wasm threads @default 1 */
+  threads?: number;
+}
+
+/** Embeddings (n x H) in input order, rewards when the head is known, tokens processed. */
+export interface Encoded {
+  embeddings: Float32Array;
+  scores?: Float32Array;
+  tokens: number;
+}
+
+/** Finds `score.weight` in the model folder: score.safetensors, model.safetensors, or a shard index. */
+export async function loadRewardHead(dir: string): Promise<Float32Array | undefined> {
+  const candidates = [`${dir}/score.safetensors`, `${dir}/model.safetensors`];
+  const index = `${dir}/model.safetensors.index.json`;
+  if (await exists(index)) {
+    const map = JSON.parse(await Deno.readTextFile(index)).weight_map ?? {};
+    if (map["score.weight"]) candidates.unshift(`${dir}/${map["score.weight"]}`);
+  }
+  for (const f of candidates) {
+    if (!(await exists(f))) continue;
+    const h = await readHeader(f);
+    if (h.tensors["score.weight"]) return (await readTensor(f, "score.weight", h)).data;
+  }
+  return undefined;
+}
+
+/** A loaded reward-model folder. */
+export class RewardEncoder {
+  private constructor(
+    readonly dir: string,
+    readonly tokenizer: ChatTokenizer,
+    private readonly model: ModelSession,
+    readonly head: Float32Array | undefined,
+    readonly batchSize: number,
+    readonly name: string,
+  ) {}
+
+  /** Loads tokenizer, chat template, ONNX session and (optionally) the reward head. */
+  static async load(
+    dir: string,
+    { device = "auto", batchSize = 8, threads = 1 }: EncoderOptions = {},
+  ): Promise<RewardEncoder> {
+    const tokenizer = await loadChatTokenizer(dir);
+    let name = dir;
+    if (await exists(`${dir}/config.json`)) {
+      const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+      name = cfg._name_or_path ?? name;
+    }
+    const model = await openSession(dir, { device, threads });
+    const head = await loadRewardHead(dir);
+    return new RewardEncoder(dir, tokenizer, model, head, batchSize, name);
+  }
+
+  /** The execution provider in use. */
+  get device(): Device {
+    return this.model.device;
+  }
+
+  /** Runs one padded batch; returns last-token hidden states (rows x H). */
+  async #runBatch(seqs: number[][]): Promise<Float32Array> {
+    const { ort, session, inputNames, outputName } = this.model;
+    const B = seqs.length, T = Math.max(...seqs.map((s) => s.length));
+    const ids = new BigInt64Array(B * T), mask = new BigInt64Array(B * T), pos = new BigInt64Array(B * T);
+    seqs.forEach((s, b) => {
+      for (let t = 0; t < T; t++) {
+        ids[b * T + t] = BigInt(t < s.length ? s[t] : this.tokenizer.padId);
+        mask[b * T + t] = t < s.length ? 1n : 0n;
+        pos[b * T + t] = BigInt(Math.min(t, s.length - 1));
+      }
+    });
+    const feeds: Record<string, unknown> = {
+      input_ids: new ort.Tensor("int64", ids, [B, T]),
+      attention_mask: new ort.Tensor("int64", mask, [B, T]),
+    };
+    if (inputNames.includes("position_ids")) feeds.position_ids = new ort.Tensor("int64", pos, [B, T]);
+    const out = await session.run(feeds, [outputName]);
+    const hs = out[outputName];
+    const H = hs.dims[2];
+    const data = (hs.getData ? await hs.getData() : hs.data) as Float32Array;
+    const rows = new Float32Array(B * H);
+    seqs.forEach((s, b) => rows.set(data.subarray((b * T + s.length - 1) * H, (b * T + s.length) * H), b * H));
+    hs.dispose?.();
+    return rows;
+  }
+
+  /** Encodes token sequences: length-sorted batches, results in input order. */
+  async encodeIds(seqs: number[][], onBatch?: (done: number, tokens: number) => void): Promise<Encoded> {
+    for (const [i, s] of seqs.entries()) {
+      if (s.length === 0) throw new FormatError(this.dir, `sequence ${i} tokenized to nothing`);
+    }
+    const order = [...seqs.keys()].sort((a, b) => seqs[a].length - seqs[b].length || a - b);
+    let H = 0, embeddings = new Float32Array(0), tokens = 0, done = 0;
+    for (let i = 0; i < order.length; i += this.batchSize) {
+      const idx = order.slice(i, i + this.batchSize);
+      const rows = await this.#runBatch(idx.map((j) => seqs[j]));
+      if (!H) {
+        H = rows.length / idx.length;
+        embeddings = new Float32Array(seqs.length * H);
+      }
+      idx.forEach((j, b) => embeddings.set(rows.subarray(b * H, (b + 1) * H), j * H));
+      tokens += idx.reduce((s, j) => s + seqs[j].length, 0);
+      done += idx.length;
+      onBatch?.(done, tokens);
+    }
+    let scores: Float32Array | undefined;
+    if (this.head) {
+      if (this.head.length !== H) {
+        throw new FormatError(this.dir, `score.weight has ${this.head.length} values but hidden states have H=${H}`);
+      }
+      scores = new Float32Array(seqs.length);
+      for (let r = 0; r < seqs.length; r++) {
+        let s = 0;
+        for (let h = 0; h < H; h++) s += this.head[h] * embeddings[r * H + h];
+        scores[r] = s;
+      }
+    }
+    return { embeddings, scores, tokens };
+  }
+
+  /** Encodes conversations (each ending with the assistant reply to score). */
+  encode(conversations: Message[][], onBatch?: (done: number, tokens: number) => void): Promise<Encoded> {
+    return this.encodeIds(conversations.map((m) => this.tokenizer.encode(m)), onBatch);
+  }
+
+  /**
+   * Encodes one user's (prompt, chosen, rejected) examples: the single-user
+   * workflow's first step. Rows of `chosen` / `rejected` align with `examples`.
+   */
+  async encodePairs(
+    examples: { prompt: Message[] | string; chosen: string; rejected: string }[],
+  ): Promise<
+    { chosen: Float32Array; rejected: Float32Array; chosenScores?: Float32Array; rejectedScores?: Float32Array }
+  > {
+    const n = examples.length;
+    const enc = await this.encode([
+      ...examples.map((e) => conversationOf(e.prompt, e.chosen)),
+      ...examples.map((e) => conversationOf(e.prompt, e.rejected)),
+    ]);
+    const H = enc.embeddings.length / (2 * n);
+    return {
+      chosen: enc.embeddings.slice(0, n * H),
+      rejected: enc.embeddings.slice(n * H),
+      chosenScores: enc.scores?.slice(0, n),
+      rejectedScores: enc.scores?.slice(n),
+    };
+  }
+}
