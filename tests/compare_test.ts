@@ -69,7 +69,7 @@ Deno.test("compare: bad --methods and impossible --shots are refused clearly", a
 
 Deno.test("sweep: grid parsing and the cartesian product", () => {
   const g = parseGrid(["inner_lr=1e-3,1e-2", "hidden_layers=2,4-2"]);
-  assert.deepEqual(g, [{ flag: "inner_lr", values: ["1e-3", "1e-2"] }, {
+  assert.deepEqual(g, [{ flag: "inner_lr", values: ["0.001", "0.01"] }, {
     flag: "hidden_layers",
     values: ["2", "4,2"],
   }]);
@@ -82,12 +82,12 @@ Deno.test("sweep: chooses the best validation accuracy (not test), includes the 
   const prefix = `${t.dir}/s`;
   await writeSynthetic(prefix, { preset: "prism", users: 30, dim: 16, seed: 6 });
   const out = `${t.dir}/sw`;
-  const r = await task("sweep.ts", ["--data", prefix, "--grid", "inner_lr=0.5,2", "--epochs", "2", "--out", out]);
+  const r = await task("sweep.ts", ["--data", prefix, "--grid", "inner_lr=0.5,2,5e-2", "--epochs", "2", "--out", out]);
   assert.equal(r.code, 0, r.err);
   const rows = parseCsv(await Deno.readTextFile(`${out}/sweep.csv`));
   const h = rows[0];
   const body = rows.slice(1);
-  assert.equal(body.length, 3, "two grid values plus the release setting (0.05)");
+  assert.equal(body.length, 3, "5e-2 is the release setting (0.05): run once");
   assert.ok(body.some((row) => row[h.indexOf("inner_lr")] === "0.05" && row[h.indexOf("role")].includes("release")));
   const val = body.map((row) => Number(row[h.indexOf("val_acc")]));
   const chosen = body.findIndex((row) => row[h.indexOf("role")].includes("chosen"));

@@ -26,9 +26,16 @@ export function parseGrid(specs: string[]): GridAxis[] {
   return specs.map((s) => {
     const m = /^([a-z_]+)=(.+)$/.exec(s.trim());
     if (!m) throw new ConfigError(`--grid '${s}': expected key=v1,v2,... (e.g. inner_lr=1e-3,1e-2)`);
-    const values = m[2].split(/,(?![^[]*\])/).map((x) => x.trim()).filter(Boolean);
-    return { flag: m[1], values: m[1] === "hidden_layers" ? values.map((x) => x.replaceAll("-", ",")) : values };
+    const values = m[2].split(",").map((x) => x.trim()).filter(Boolean);
+    return { flag: m[1], values: values.map((x) => normalizeValue(m[1], x)) };
   });
+}
+
+/** A canonical spelling, so 1e-3 and 0.001 name the same setting (hidden_layers: 4-2 -> 4,2). */
+export function normalizeValue(flag: string, v: string): string {
+  if (flag === "hidden_layers") return v.replaceAll("-", ",");
+  const n = Number(v);
+  return v.trim() !== "" && Number.isFinite(n) ? String(n) : v;
 }
 
 /** Every combination of the axes, as flag -> value maps. */
@@ -80,6 +87,7 @@ export async function runSweep(
   if (!(base.valHoldout > 0)) throw new ConfigError("a sweep needs --val_holdout > 0 to select without the test set");
   await Deno.mkdir(outDir, { recursive: true });
   const settings = cartesian(grid);
+  release = Object.fromEntries(Object.entries(release).map(([k, v]) => [k, normalizeValue(k, v)]));
   const releaseName = settingName(release);
   if (!settings.some((s) => settingName(s) === releaseName)) settings.unshift(release);
   const rows: SweepRow[] = [];

@@ -118,3 +118,37 @@ export function sweepSpec(
     },
   } as TopLevelSpec;
 }
+
+/** Accuracy per evaluated epoch (seen, unseen, overall, and the worst-10% means). */
+export function learningCurveSpec(rows: { epoch: number; series: string; acc: number }[], title: string): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title,
+    data: { values: rows },
+    width: 420,
+    height: 240,
+    mark: { type: "line", point: true },
+    encoding: {
+      x: { field: "epoch", type: "quantitative" },
+      y: { field: "acc", type: "quantitative", title: "user-level test accuracy", scale: { zero: false } },
+      color: { field: "series", type: "nominal", title: null },
+    },
+  } as TopLevelSpec;
+}
+
+/** Histogram of per-user accuracy by group. */
+export function userHistogramSpec(rows: { group: string; accuracy: number }[], title: string): TopLevelSpec {
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title,
+    data: { values: rows },
+    width: 420,
+    height: 200,
+    mark: { type: "bar", opacity: 0.7 },
+    encoding: {
+      x: { field: "accuracy", type: "quantitative", bin: { maxbins: 20 }, title: "per-user test accuracy" },
+      y: { aggregate: "count", type: "quantitative", title: "users", stack: null },
+      color: { field: "group", type: "nominal" },
+    },
+  } as TopLevelSpec;
+}

@@ -15,6 +15,7 @@ import { initialState, makeTrainer, totalSteps, trainEpoch, type TrainState } fr
 import { loadCheckpoint, loadResumeState, saveCheckpoint, saveResumeState } from "./checkpoint.ts";
 import { parseCsv, toCsv } from "./csv.ts";
 import { formatDuration, RunLog } from "./log.ts";
+import { learningCurveSpec, userHistogramSpec, writeChart } from "../report/charts.ts";
 
 /** metrics.csv columns; the first nine are fixed by data-format.md. */
 export const METRICS_HEADER = [
@@ -253,6 +254,28 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
       bestUsers.map((u) => [u.id, u.group, u.nTrain, u.nTest, u.accuracy, lastAcc.get(u.id)]),
     ),
   );
+  try {
+    const series = rows.flatMap((r) => [
+      { epoch: r.epoch, series: "seen", acc: r.seen_acc },
+      { epoch: r.epoch, series: "unseen", acc: r.unseen_acc },
+      { epoch: r.epoch, series: "overall", acc: r.overall_acc },
+      { epoch: r.epoch, series: "seen worst 10%", acc: r.seen_worst10 },
+      { epoch: r.epoch, series: "unseen worst 10%", acc: r.unseen_worst10 },
+    ]);
+    await writeChart(
+      `${outDir}/curves.svg`,
+      learningCurveSpec(series, `${config.dataset}: test accuracy per evaluation`),
+    );
+    await writeChart(
+      `${outDir}/users.svg`,
+      userHistogramSpec(
+        bestUsers.map((u) => ({ group: u.group, accuracy: u.accuracy })),
+        `per-user accuracy at epoch ${b.epoch}`,
+      ),
+    );
+  } catch (e) {
+    log.line(`(plots skipped: ${(e as Error).message})`);
+  }
   log.line(
     `best (selected on test, epoch ${b.epoch}): seen ${pct(b.seen_acc)}  unseen ${pct(b.unseen_acc)}  overall ${
       pct(b.overall_acc)

@@ -36,6 +36,8 @@ Deno.test("run folder: files, exact headers, checkpoints named and shaped as dat
       "epoch_4.safetensors",
       "epoch_6.safetensors",
       "resume.safetensors",
+      "curves.svg",
+      "users.svg",
     ]
   ) {
     assert.ok(files.includes(f), `missing ${f} in ${files}`);
