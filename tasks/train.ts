@@ -32,7 +32,7 @@ await main(async () => {
   --out DIR              run folder (default output/${config.dataset}/<timestamp>_<config>)
   --init CKPT            start from a checkpoint's weights (ours or a converted PyTorch one)
   --resume RUN           continue an interrupted run folder from its last checkpoint
-  --backend cpu|wasm|webgpu  tfjs backend (default: webgpu on a real GPU, else wasm)
+  --backend cpu|wasm|webgpu  tfjs backend (default wasm: faster than webgpu even on an H200, see README)
   --repeat N             run seeds seed..seed+N-1 and report mean ± std (default 1)
 ${configHelp(config)}`);
     return;
