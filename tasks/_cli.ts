@@ -1,7 +1,13 @@
 /** Shared CLI plumbing for tasks/: release-named flags <-> TrainConfig, errors -> exit codes. */
 import { parseArgs } from "node:util";
 import { ConfigError, FormatError } from "../lib/errors.ts";
-import type { TrainConfig } from "../lib/presets.ts";
+import { preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
+import { type BackendName, initBackend } from "../lib/backend.ts";
+import { detectSplitStyle } from "../lib/data/splits.ts";
+import type { SynthTruth } from "../lib/data/synthetic.ts";
+import { readTruth } from "../lib/eval/oracle.ts";
+import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
+import { type EmbeddingStore, loadStore } from "../lib/store/store.ts";
 
 type Kind = "number" | "int" | "bool" | "list" | "string";
 /** Release flag name -> config field, type and help. */
@@ -126,4 +132,25 @@ export async function main(fn: () => Promise<void>): Promise<void> {
 export function timestamped(dir: string, tag: string): string {
   const ts = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
   return `${dir}/${ts}_${tag}`;
+}
+
+/**
+ * For compare/sweep: the store from --data (default the synthetic demo store), the
+ * backend, the truth file, and the settings: --preset, else synthetic for stores with
+ * a .truth.json, else prism/reddit by the store's split field; config flags applied.
+ */
+export async function openComparisonStore(
+  v: Record<string, string | boolean | string[] | undefined>,
+  defaults: Partial<TrainConfig> = {},
+): Promise<{ store: EmbeddingStore; truth?: SynthTruth; name: string; config: TrainConfig; backend: string }> {
+  const prefix = resolvePrefix(v as Record<string, string>, "data/emb/synthetic/prism");
+  await requireStore(prefix, "synthetic");
+  const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
+  const store = await loadStore(prefix);
+  const truth = await readTruth(prefix);
+  const name = typeof v.preset === "string" ? v.preset : truth ? "synthetic" : detectSplitStyle(store.meta);
+  const config = { ...preset(name), ...defaults, splitStyle: detectSplitStyle(store.meta) };
+  applyConfigFlags(config, v);
+  config.data = prefix;
+  return { store, truth, name, config: validateConfig(config), backend };
 }

@@ -1,14 +1,9 @@
 /** `deno task compare`: MRM against the alternatives on one store, same splits and evaluation. */
-import { type BackendName, initBackend } from "../lib/backend.ts";
 import { METHODS, parseMethods, runCompare } from "../lib/compare/compare.ts";
-import { detectSplitStyle } from "../lib/data/splits.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { readTruth } from "../lib/eval/oracle.ts";
-import { preset, validateConfig } from "../lib/presets.ts";
+import { preset } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
-import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
-import { loadStore } from "../lib/store/store.ts";
-import { applyConfigFlags, configHelp, flagOptions, main, parse, timestamped } from "./_cli.ts";
+import { configHelp, flagOptions, main, openComparisonStore, parse, timestamped } from "./_cli.ts";
 
 await main(async () => {
   const v = parse(
@@ -43,17 +38,8 @@ Training flags pass through to the MRM variants (defaults of the synthetic prese
 ${configHelp(preset("synthetic"))}`);
     return;
   }
-  const prefix = resolvePrefix(v as Record<string, string>, "data/emb/synthetic/prism");
-  await requireStore(prefix, "synthetic");
-  const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
-  const store = await loadStore(prefix);
-  const truth = await readTruth(prefix);
-  const name = typeof v.preset === "string" ? v.preset : truth ? "synthetic" : detectSplitStyle(store.meta);
-  const config = preset(name);
-  config.splitStyle = detectSplitStyle(store.meta);
-  applyConfigFlags(config, v);
-  config.data = prefix;
-  validateConfig(config);
+  const { store, truth, name, config, backend } = await openComparisonStore(v);
+  const prefix = config.data;
   const repeat = v.repeat === undefined ? 1 : Number(v.repeat);
   if (!Number.isInteger(repeat) || repeat < 1) {
     throw new ConfigError(`--repeat expects a positive integer, got '${v.repeat}'`);

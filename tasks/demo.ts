@@ -11,7 +11,7 @@ import { preset, shortConfig } from "../lib/presets.ts";
 import { loadCheckpoint } from "../lib/run/checkpoint.ts";
 import { RunLog } from "../lib/run/log.ts";
 import { prepareTasks, runTraining } from "../lib/run/run.ts";
-import { table } from "../lib/report/table.ts";
+import { accuracyHeader, accuracyRow, table } from "../lib/report/table.ts";
 import { loadStore } from "../lib/store/store.ts";
 import { main, parse, timestamped } from "./_cli.ts";
 
@@ -60,27 +60,12 @@ await main(async () => {
     opts,
   );
   const o = oracleAccuracy(s.truth, all);
-  const row = (
-    name: string,
-    r: {
-      seen: { mean: number; worst10: number };
-      unseen: { mean: number; worst10: number };
-      overall: { mean: number };
-    },
-  ) => [
-    name,
-    100 * r.seen.mean,
-    100 * r.unseen.mean,
-    100 * r.overall.mean,
-    100 * r.seen.worst10,
-    100 * r.unseen.worst10,
-  ];
   console.log(`\nUser-level test accuracy (%), ${seen.length} seen + ${unseen.length} unseen users:`);
-  console.log(table(["", "seen", "unseen", "overall", "seen worst10%", "unseen worst10%"], [
-    row("random init, adapted", init),
-    row(`MRM last (epoch ${summary.last.epoch})`, last),
-    row(`MRM best (epoch ${summary.best.epoch}, on test)`, best),
-    row("oracle (true reward)", o),
+  console.log(table(accuracyHeader(), [
+    accuracyRow("random init, adapted", init),
+    accuracyRow(`MRM last (epoch ${summary.last.epoch})`, last),
+    accuracyRow(`MRM best (epoch ${summary.best.epoch}, on test)`, best),
+    accuracyRow("oracle (true reward)", o),
   ]));
   console.log(`\nrun folder: ${outDir}  (${((performance.now() - t0) / 1000).toFixed(1)} s in all)`);
 });

@@ -1,14 +1,18 @@
 /** `deno task sweep`: train a grid of settings, select on held-out validation, report test. */
-import { type BackendName, initBackend } from "../lib/backend.ts";
 import { parseGrid, runSweep } from "../lib/compare/sweep.ts";
-import { detectSplitStyle } from "../lib/data/splits.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { readTruth } from "../lib/eval/oracle.ts";
 import { preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
-import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
-import { loadStore } from "../lib/store/store.ts";
-import { applyConfigFlags, CONFIG_FLAGS, configHelp, flagOptions, main, parse, timestamped } from "./_cli.ts";
+import {
+  applyConfigFlags,
+  CONFIG_FLAGS,
+  configHelp,
+  flagOptions,
+  main,
+  openComparisonStore,
+  parse,
+  timestamped,
+} from "./_cli.ts";
 
 await main(async () => {
   const v = parse(
@@ -37,18 +41,8 @@ ${configHelp(preset("synthetic"))}`);
   for (const a of grid) {
     if (!CONFIG_FLAGS[a.flag]) throw new ConfigError(`--grid ${a.flag}: not a training flag (see --help)`);
   }
-  const prefix = resolvePrefix(v as Record<string, string>, "data/emb/synthetic/prism");
-  await requireStore(prefix, "synthetic");
-  const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
-  const store = await loadStore(prefix);
-  const truth = await readTruth(prefix);
-  const name = typeof v.preset === "string" ? v.preset : truth ? "synthetic" : detectSplitStyle(store.meta);
-  const base = preset(name);
-  base.splitStyle = detectSplitStyle(store.meta);
-  base.valHoldout = 0.2;
-  applyConfigFlags(base, v);
-  base.data = prefix;
-  validateConfig(base);
+  const { store, truth, name, config: base, backend } = await openComparisonStore(v, { valHoldout: 0.2 });
+  const prefix = base.data;
   const apply = (c: TrainConfig, s: Record<string, string>) => {
     applyConfigFlags(c, s);
     return validateConfig(c);

@@ -10,7 +10,7 @@ import { toCsv } from "../lib/run/csv.ts";
 import { newestRun, runCheckpoint } from "../lib/run/find.ts";
 import { prepareTasks } from "../lib/run/run.ts";
 import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
-import { table } from "../lib/report/table.ts";
+import { accuracyHeader, accuracyRow, table } from "../lib/report/table.ts";
 import { loadStore } from "../lib/store/store.ts";
 import { applyConfigFlags, configHelp, flagOptions, main, parse } from "./_cli.ts";
 
@@ -88,33 +88,10 @@ ${configHelp(preset(dataset))}`);
       secs.toFixed(2)
     } s)`,
   );
-  const rows: (string | number)[][] = [[
-    "MRM",
-    100 * r.seen.mean,
-    100 * r.unseen.mean,
-    100 * r.overall.mean,
-    100 * r.seen.median,
-    100 * r.unseen.median,
-    100 * r.seen.worst10,
-    100 * r.unseen.worst10,
-  ]];
+  const rows: (string | number)[][] = [accuracyRow("MRM", r, { medians: true })];
   const truth = await readTruth(config.data);
-  if (truth) {
-    const o = oracleAccuracy(truth, [...seen, ...unseen]);
-    rows.push([
-      "oracle",
-      100 * o.seen.mean,
-      100 * o.unseen.mean,
-      100 * o.overall.mean,
-      100 * o.seen.median,
-      100 * o.unseen.median,
-      100 * o.seen.worst10,
-      100 * o.unseen.worst10,
-    ]);
-  }
-  console.log(
-    table(["", "seen", "unseen", "overall", "seen median", "unseen median", "seen worst10", "unseen worst10"], rows),
-  );
+  if (truth) rows.push(accuracyRow("oracle", oracleAccuracy(truth, [...seen, ...unseen]), { medians: true }));
+  console.log(table(accuracyHeader({ medians: true }), rows));
   if (typeof v.out === "string") {
     await writeFileAtomic(
       v.out,

@@ -6,7 +6,7 @@ import { preset, shortConfig, type TrainConfig, validateConfig } from "../lib/pr
 import { RunLog } from "../lib/run/log.ts";
 import { prepareTasks, type RunSummary, runTraining } from "../lib/run/run.ts";
 import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
-import { meanStd, table } from "../lib/report/table.ts";
+import { accuracyHeader, accuracyRow, meanStd, table } from "../lib/report/table.ts";
 import { loadStore } from "../lib/store/store.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
 import { applyConfigFlags, configHelp, flagOptions, main, parse, timestamped } from "./_cli.ts";
@@ -80,32 +80,16 @@ ${configHelp(config)}`);
     if (truth) {
       const { seen, unseen } = prepareTasks(store, c);
       const o = oracleAccuracy(truth, [...seen, ...unseen]);
+      const fig = (x: RunSummary["best"]) => ({
+        seen: { mean: x.seen_acc, worst10: x.seen_worst10 },
+        unseen: { mean: x.unseen_acc, worst10: x.unseen_worst10 },
+        overall: { mean: x.overall_acc, worst10: NaN },
+      });
       console.log(
-        "\n" + table(["", "seen", "unseen", "overall", "seen worst10", "unseen worst10"], [
-          [
-            "MRM (best, on test)",
-            100 * s.best.seen_acc,
-            100 * s.best.unseen_acc,
-            100 * s.best.overall_acc,
-            100 * s.best.seen_worst10,
-            100 * s.best.unseen_worst10,
-          ],
-          [
-            "MRM (last)",
-            100 * s.last.seen_acc,
-            100 * s.last.unseen_acc,
-            100 * s.last.overall_acc,
-            100 * s.last.seen_worst10,
-            100 * s.last.unseen_worst10,
-          ],
-          [
-            "oracle (true reward)",
-            100 * o.seen.mean,
-            100 * o.unseen.mean,
-            100 * o.overall.mean,
-            100 * o.seen.worst10,
-            100 * o.unseen.worst10,
-          ],
+        "\n" + table(accuracyHeader(), [
+          accuracyRow("MRM (best, on test)", fig(s.best)),
+          accuracyRow("MRM (last)", fig(s.last)),
+          accuracyRow("oracle (true reward)", o),
         ]),
       );
       const sum = JSON.parse(await Deno.readTextFile(`${outDir}/summary.json`));

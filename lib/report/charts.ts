@@ -16,14 +16,15 @@ export async function writeChart(path: string, spec: TopLevelSpec): Promise<void
   await writeFileAtomic(path, await renderSvg(spec));
 }
 
+/** The common part of every chart: schema, title, inline data, size. */
+function frame(title: string, rows: unknown[], width: number, height: number): Record<string, unknown> {
+  return { $schema: "https://vega.github.io/schema/vega-lite/v6.json", title, data: { values: rows }, width, height };
+}
+
 /** Mean accuracy per method and group with ±1 std error bars (over seeds). */
 export function accuracyBarSpec(rows: { method: string; group: string; acc: number }[], title: string): TopLevelSpec {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
-    data: { values: rows },
-    width: 120,
-    height: 220,
+    ...frame(title, rows, 120, 220),
     facet: { column: { field: "group", type: "nominal", title: null } },
     spec: {
       layer: [
@@ -56,11 +57,7 @@ export function accuracyBarSpec(rows: { method: string; group: string; acc: numb
 /** Distribution of per-user accuracy for each method (box plots). */
 export function userDistributionSpec(rows: { method: string; accuracy: number }[], title: string): TopLevelSpec {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
-    data: { values: rows },
-    width: 420,
-    height: 240,
+    ...frame(title, rows, 420, 240),
     mark: { type: "boxplot", extent: 1.5 },
     encoding: {
       x: { field: "method", type: "nominal", sort: null, title: null },
@@ -73,11 +70,7 @@ export function userDistributionSpec(rows: { method: string; accuracy: number }[
 /** Accuracy against shots per method (with an oracle line when given). */
 export function fewShotSpec(rows: { method: string; shots: number; acc: number }[], title: string): TopLevelSpec {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
-    data: { values: rows },
-    width: 420,
-    height: 260,
+    ...frame(title, rows, 420, 260),
     mark: { type: "line", point: true },
     encoding: {
       x: { field: "shots", type: "quantitative", scale: { type: "log" }, title: "train pairs per unseen user" },
@@ -99,11 +92,7 @@ export function sweepSpec(
   title: string,
 ): TopLevelSpec {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
-    data: { values: rows },
-    width: 360,
-    height: 300,
+    ...frame(title, rows, 360, 300),
     mark: { type: "point", filled: true, size: 80 },
     encoding: {
       x: {
@@ -122,11 +111,7 @@ export function sweepSpec(
 /** Accuracy per evaluated epoch (seen, unseen, overall, and the worst-10% means). */
 export function learningCurveSpec(rows: { epoch: number; series: string; acc: number }[], title: string): TopLevelSpec {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
-    data: { values: rows },
-    width: 420,
-    height: 240,
+    ...frame(title, rows, 420, 240),
     mark: { type: "line", point: true },
     encoding: {
       x: { field: "epoch", type: "quantitative" },
@@ -139,11 +124,7 @@ export function learningCurveSpec(rows: { epoch: number; series: string; acc: nu
 /** Histogram of per-user accuracy by group. */
 export function userHistogramSpec(rows: { group: string; accuracy: number }[], title: string): TopLevelSpec {
   return {
-    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
-    title,
-    data: { values: rows },
-    width: 420,
-    height: 200,
+    ...frame(title, rows, 420, 200),
     mark: { type: "bar", opacity: 0.7 },
     encoding: {
       x: { field: "accuracy", type: "quantitative", bin: { maxbins: 20 }, title: "per-user test accuracy" },

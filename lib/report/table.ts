@@ -19,3 +19,43 @@ export function meanStd(xs: number[]): { mean: number; std: number; text: string
   const std = n > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
   return { mean, std, text: `${(100 * mean).toFixed(1)} ± ${(100 * std).toFixed(1)}` };
 }
+
+/** Mean and worst-10% figures of one group, as stored in summaries and eval results. */
+export interface GroupFigures {
+  mean: number;
+  median?: number;
+  worst10: number;
+}
+
+/**
+ * A table row "name, seen, unseen, overall, [seen median, unseen median,] seen worst10,
+ * unseen worst10" in percent.
+ */
+export function accuracyRow(
+  name: string,
+  r: { seen: GroupFigures; unseen: GroupFigures; overall: GroupFigures },
+  { medians = false }: { medians?: boolean } = {},
+): (string | number)[] {
+  return [
+    name,
+    100 * r.seen.mean,
+    100 * r.unseen.mean,
+    100 * r.overall.mean,
+    ...(medians ? [100 * (r.seen.median ?? NaN), 100 * (r.unseen.median ?? NaN)] : []),
+    100 * r.seen.worst10,
+    100 * r.unseen.worst10,
+  ];
+}
+
+/** The header matching accuracyRow. */
+export function accuracyHeader({ medians = false }: { medians?: boolean } = {}): string[] {
+  return [
+    "",
+    "seen",
+    "unseen",
+    "overall",
+    ...(medians ? ["seen median", "unseen median"] : []),
+    "seen worst10",
+    "unseen worst10",
+  ];
+}
