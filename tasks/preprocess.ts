@@ -126,7 +126,17 @@ await main(async () => {
     }`,
   );
   let last = 0;
-  const r = await encodeStore(prefix, plan, (c, cb) => encoder.encode(c, cb), {
+  const check = { checked: 0, mismatches: 0, maxAbsDiff: 0 };
+  const encode = async (c: Parameters<typeof encoder.encode>[0], cb?: Parameters<typeof encoder.encode>[1]) => {
+    const e = await encoder.encode(c, cb);
+    if (e.scoreCheck) {
+      check.checked += e.scoreCheck.checked;
+      check.mismatches += e.scoreCheck.mismatches;
+      check.maxAbsDiff = Math.max(check.maxAbsDiff, e.scoreCheck.maxAbsDiff);
+    }
+    return e;
+  };
+  const r = await encodeStore(prefix, plan, encode, {
     dtype: dtype as "F32" | "F16",
     info: { encoder: encoder.name, model_path: modelDir, dataset },
     onProgress: (p) => {
@@ -142,5 +152,15 @@ await main(async () => {
     },
   });
   if (r.resumedFrom) log.line(`resumed after ${r.resumedFrom} responses`);
+  if (check.checked) {
+    log.line(
+      `reward check: ${check.checked} model rewards vs head . embedding, ${check.mismatches} disagree (max |difference| ${
+        check.maxAbsDiff.toExponential(2)
+      })`,
+    );
+    if (check.mismatches) {
+      log.line("WARNING: the reward head does not match the model's own rewards; the stored scores are the model's");
+    }
+  }
   log.line(`wrote ${prefix}.safetensors and ${prefix}.json`);
 });

@@ -59,6 +59,7 @@ Deno.test("preprocess:prism downloads the raw files from the Hub (loopback), enc
       /kept \(>= 6 conversations\): 3 users, 18 conversations, 21 pairs \(1 with an "EMPTY STRING" reply\)/,
     );
     assert.match(r.out, /reward head found/);
+    assert.match(r.out, /reward check: \d+ model rewards vs head \. embedding, 0 disagree/);
     const store = await loadStore(prefix);
     assert.deepEqual(Object.keys(store.meta), ["alice", "dave", "erin"]);
     assert.equal(store.dim, 16);

@@ -21,11 +21,17 @@ export interface EncoderOptions {
   threads?: number;
 }
 
-/** Embeddings (n x H) in input order, rewards when the head is known, tokens processed. */
+/** Embeddings (n x H) in input order, rewards when known, tokens processed. */
 export interface Encoded {
   embeddings: Float32Array;
+  /** the model's own reward (its `logits` output), else the head applied to the embedding */
   scores?: Float32Array;
   tokens: number;
+  /**
+   * when both the model's reward and the head are available: how many rewards were
+   * compared with head . embedding, how many disagree, and the largest difference
+   */
+  scoreCheck?: { checked: number; mismatches: number; maxAbsDiff: number };
 }
 
 /** Finds `score.weight` in the model folder: score.safetensors, model.safetensors, or a shard index. */
@@ -76,9 +82,9 @@ export class RewardEncoder {
     return this.model.device;
   }
 
-  /** Runs one padded batch; returns last-token hidden states (rows x H). */
-  async #runBatch(seqs: number[][]): Promise<Float32Array> {
-    const { ort, session, inputNames, outputName } = this.model;
+  /** Runs one padded batch; returns last-token hidden states (rows x H) and the model's rewards. */
+  async #runBatch(seqs: number[][]): Promise<{ rows: Float32Array; logits?: Float32Array }> {
+    const { ort, session, inputNames, outputName, logitsName } = this.model;
     const B = seqs.length, T = Math.max(...seqs.map((s) => s.length));
     const ids = new BigInt64Array(B * T), mask = new BigInt64Array(B * T), pos = new BigInt64Array(B * T);
     seqs.forEach((s, b) => {
@@ -93,14 +99,22 @@ export class RewardEncoder {
       attention_mask: new ort.Tensor("int64", mask, [B, T]),
     };
     if (inputNames.includes("position_ids")) feeds.position_ids = new ort.Tensor("int64", pos, [B, T]);
-    const out = await session.run(feeds, [outputName]);
+    const out = await session.run(feeds, logitsName ? [outputName, logitsName] : [outputName]);
     const hs = out[outputName];
     const H = hs.dims[2];
     const data = (hs.getData ? await hs.getData() : hs.data) as Float32Array;
     const rows = new Float32Array(B * H);
     seqs.forEach((s, b) => rows.set(data.subarray((b * T + s.length - 1) * H, (b * T + s.length) * H), b * H));
     hs.dispose?.();
-    return rows;
+    let logits: Float32Array | undefined;
+    if (logitsName) {
+      const lt = out[logitsName];
+      const ld = (lt.getData ? await lt.getData() : lt.data) as Float32Array;
+      // per token [B, T, 1] (take the last real token) or pooled [B, 1]
+      logits = Float32Array.from(seqs, (s, b) => (lt.dims.length === 3 ? ld[b * T + s.length - 1] : ld[b]));
+      lt.dispose?.();
+    }
+    return { rows, logits };
   }
 
   /** Encodes token sequences: length-sorted batches, results in input order. */
@@ -110,9 +124,11 @@ export class RewardEncoder {
     }
     const order = [...seqs.keys()].sort((a, b) => seqs[a].length - seqs[b].length || a - b);
     let H = 0, embeddings = new Float32Array(0), tokens = 0, done = 0;
+    const modelScores = this.model.logitsName ? new Float32Array(seqs.length) : undefined;
     for (let i = 0; i < order.length; i += this.batchSize) {
       const idx = order.slice(i, i + this.batchSize);
-      const rows = await this.#runBatch(idx.map((j) => seqs[j]));
+      const { rows, logits } = await this.#runBatch(idx.map((j) => seqs[j]));
+      if (logits) idx.forEach((j, b) => (modelScores![j] = logits[b]));
       if (!H) {
         H = rows.length / idx.length;
         embeddings = new Float32Array(seqs.length * H);
@@ -122,19 +138,30 @@ export class RewardEncoder {
       done += idx.length;
       onBatch?.(done, tokens);
     }
-    let scores: Float32Array | undefined;
+    let headScores: Float32Array | undefined;
     if (this.head) {
       if (this.head.length !== H) {
         throw new FormatError(this.dir, `score.weight has ${this.head.length} values but hidden states have H=${H}`);
       }
-      scores = new Float32Array(seqs.length);
+      headScores = new Float32Array(seqs.length);
       for (let r = 0; r < seqs.length; r++) {
         let s = 0;
         for (let h = 0; h < H; h++) s += this.head[h] * embeddings[r * H + h];
-        scores[r] = s;
+        headScores[r] = s;
       }
     }
-    return { embeddings, scores, tokens };
+    let scoreCheck: Encoded["scoreCheck"];
+    if (modelScores && headScores) {
+      // the release's check: the model's reward equals its head applied to the embedding
+      let mismatches = 0, maxAbsDiff = 0;
+      modelScores.forEach((m, r) => {
+        const d = Math.abs(m - headScores![r]);
+        maxAbsDiff = Math.max(maxAbsDiff, d);
+        if (d > 1e-3 * Math.max(1, Math.abs(m))) mismatches++;
+      });
+      scoreCheck = { checked: seqs.length, mismatches, maxAbsDiff };
+    }
+    return { embeddings, scores: modelScores ?? headScores, tokens, scoreCheck };
   }
 
   /** Encodes conversations (each ending with the assistant reply to score). */

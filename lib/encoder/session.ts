@@ -20,6 +20,8 @@ export interface ModelSession {
   device: Device;
   inputNames: string[];
   outputName: string;
+  /** the classifier's own reward output, when the export has one (`logits`) */
+  logitsName?: string;
 }
 
 /** Picks the device: webgpu on a hardware adapter, else wasm. */
@@ -80,5 +82,6 @@ export async function openSession(
       }); export with --task feature-extraction`,
     );
   }
-  return { ort, session, device: dev, inputNames, outputName };
+  const logitsName = session.outputNames.includes("logits") ? "logits" : undefined;
+  return { ort, session, device: dev, inputNames, outputName, logitsName };
 }

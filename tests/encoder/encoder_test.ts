@@ -74,6 +74,25 @@ Deno.test("webgpu EP (software adapter) gives the same embeddings as wasm", asyn
   a.embeddings.forEach((v, i) => assert.ok(Math.abs(v - b.embeddings[i]) < 1e-3, `${i}: ${v} vs ${b.embeddings[i]}`));
 });
 
+Deno.test("the model's own reward (logits) is checked against the head applied to the embedding", async () => {
+  await using t = await tempDir();
+  const w = await writeTinyModel(t.dir);
+  const ok = await (await RewardEncoder.load(t.dir, { device: "wasm" })).encode(convs);
+  assert.deepEqual({ checked: ok.scoreCheck!.checked, mismatches: ok.scoreCheck!.mismatches }, {
+    checked: convs.length,
+    mismatches: 0,
+  });
+  assert.ok(ok.scoreCheck!.maxAbsDiff < 1e-4);
+  // a head that is not the model's: every reward disagrees
+  const { writeSafetensors } = await import("../../lib/store/safetensors.ts");
+  await writeSafetensors(`${t.dir}/score.safetensors`, {
+    "score.weight": { data: w.score.map((v) => -v), shape: [1, TINY.hidden] },
+  });
+  const bad = await (await RewardEncoder.load(t.dir, { device: "wasm" })).encode(convs);
+  assert.equal(bad.scoreCheck!.mismatches, convs.length);
+  assert.deepEqual(bad.scores, ok.scores, "recorded scores are the model's own");
+});
+
 Deno.test("model folder problems are named", async () => {
   await using t = await tempDir();
   await assert.rejects(RewardEncoder.load(t.dir), /tokenizer\.json: file not found/);
