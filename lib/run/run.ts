@@ -15,7 +15,6 @@ import { initialState, makeTrainer, totalSteps, trainEpoch, type TrainState } fr
 import { loadCheckpoint, loadResumeState, saveCheckpoint, saveResumeState } from "./checkpoint.ts";
 import { parseCsv, toCsv } from "./csv.ts";
 import { formatDuration, RunLog } from "./log.ts";
-import { learningCurveSpec, userHistogramSpec, writeChart } from "../report/charts.ts";
 
 /** metrics.csv columns; the first nine are fixed by data-format.md. */
 export const METRICS_HEADER = [
@@ -255,6 +254,8 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
     ),
   );
   try {
+    // loaded on demand: vega adds ~24 MiB that training itself does not need
+    const { learningCurveSpec, userHistogramSpec, writeChart } = await import("../report/charts.ts");
     const series = rows.flatMap((r) => [
       { epoch: r.epoch, series: "seen", acc: r.seen_acc },
       { epoch: r.epoch, series: "unseen", acc: r.unseen_acc },
