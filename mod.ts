@@ -6,7 +6,7 @@
  *
  * @example
  * ```ts
- * import { adaptUser, initParams, scorePairs } from "./mod.ts";
+ * import { adaptUser, initParams, scorePairs } from "@mrm/mrm";
  * // a real model: const { params } = await loadCheckpoint("output/prism/<run>/best.safetensors");
  * const params = initParams(4, { hiddenSizes: [2] });
  * const user = adaptUser(params, new Float32Array([1, 0, 0, 0]), new Float32Array([0, 1, 0, 0]), { innerLr: 1e-3, innerSteps: 5 });

@@ -23,7 +23,7 @@ function rowsOf(name: string, x: Float32Array, dim: number): number {
  * embedding rows (each n x H, row-major); the model itself is not changed.
  * @example
  * ```ts
- * import { adaptUser, initParams, scorePairs } from "./mod.ts";
+ * import { adaptUser, initParams, scorePairs } from "@mrm/mrm";
  * const model = initParams(4);
  * const user = adaptUser(model, new Float32Array([1, 0, 0, 0]), new Float32Array([0, 1, 0, 0]));
  * const s = scorePairs(user, new Float32Array([1, 0, 0, 0]), new Float32Array([0, 1, 0, 0]));
