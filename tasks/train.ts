@@ -37,7 +37,14 @@ await main(async () => {
 ${configHelp(config)}`);
     return;
   }
-  applyConfigFlags(config, v);
+  const overridden = applyConfigFlags(config, v);
+  if (typeof v.resume === "string" && overridden.length) {
+    console.error(
+      `warning: --resume continues with the run's saved settings; ignoring ${
+        overridden.map((f) => "--" + f).join(", ")
+      }`,
+    );
+  }
   config.data = resolvePrefix(v as Record<string, string>, config.data);
   validateConfig(config);
   const repeat = v.repeat === undefined ? 1 : Number(v.repeat);

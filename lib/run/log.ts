@@ -5,6 +5,7 @@ export class RunLog {
   #file?: Deno.FsFile;
   #tty: boolean;
   #status = false;
+  #lastDraw = 0;
   /** @param quiet suppress stdout (lines still go to the file) */
   constructor(readonly quiet = false) {
     this.#tty = !quiet && Deno.stdout.isTerminal();
@@ -31,9 +32,12 @@ export class RunLog {
     this.#file?.writeSync(new TextEncoder().encode(msg + "\n"));
   }
 
-  /** A transient status line; only drawn on a terminal. */
+  /** A transient status line; only drawn on a terminal, at most 10 times a second. */
   status(msg: string): void {
     if (!this.#tty) return;
+    const now = performance.now();
+    if (now - this.#lastDraw < 100) return;
+    this.#lastDraw = now;
     Deno.stdout.writeSync(new TextEncoder().encode(`\r\x1b[2K${msg}`));
     this.#status = true;
   }
