@@ -1,5 +1,7 @@
 /** Shared test helpers: temp dirs and small stores made on the fly. */
 import { type StoreMeta, writeStore } from "../lib/store/store.ts";
+import type { UserTask } from "../lib/data/tasks.ts";
+import { type StepTask, taskRows } from "../lib/train/step.ts";
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export async function tempDir(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
@@ -35,4 +37,37 @@ export async function tinyStore(
   const embeddings = randomArray(row * dim, 7);
   await writeStore(prefix, embeddings, dim, meta);
   return { embeddings, meta };
+}
+
+/** Step tasks for users given as (chosen row, rejected row) support and query pairs. */
+export function stepTasks(users: { support: number[][]; query: number[][] }[]): StepTask[] {
+  return users.map((u, i) => {
+    const pairs = [...u.support, ...u.query];
+    const t: UserTask = {
+      id: `u${i}`,
+      group: "seen",
+      index: i,
+      entries: pairs.map(([c, r]) => ({ chosen_idx: c, rejected_idx: r })),
+      train: pairs.map((_, j) => j),
+      test: [],
+      val: [],
+      chosen: Int32Array.from(pairs, ([c]) => c),
+      rejected: Int32Array.from(pairs, ([, r]) => r),
+    };
+    return {
+      rows: taskRows(t),
+      support: u.support.map((_, j) => j),
+      query: u.query.map((_, j) => u.support.length + j),
+    };
+  });
+}
+
+/** Relative L2 error of `a` against the reference `b`. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let n = 0, d = 0;
+  for (let i = 0; i < b.length; i++) {
+    n += (a[i] - b[i]) ** 2;
+    d += b[i] ** 2;
+  }
+  return Math.sqrt(n / Math.max(d, 1e-30));
 }

@@ -2,10 +2,9 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
 import { initParams, type MrmParams, namedArrays } from "../../lib/model/params.ts";
-import { metaStep, type StepTask, taskRows } from "../../lib/train/step.ts";
+import { metaStep } from "../../lib/train/step.ts";
 import { adamInit, adamUpdate, clipGlobalNorm } from "../../lib/train/adam.ts";
-import type { UserTask } from "../../lib/data/tasks.ts";
-import { randomArray } from "../helpers.ts";
+import { randomArray, relErr, stepTasks } from "../helpers.ts";
 
 // ---- An independent float64 MRM written for this test: full network with biases,
 // ---- r(x) per response, inner Adam with an analytic theta-gradient, RPO, then
@@ -109,37 +108,10 @@ function fixture(hiddenSizes: number[], useBias: boolean) {
     { support: [[10, 11], [10, 12], [13, 14]], query: [[15, 16]] },
     { support: [[20, 21]], query: [[22, 23], [24, 25], [26, 27], [20, 21]] },
   ];
-  const tasks: StepTask[] = users.map((u, i) => {
-    const pairs = [...u.support, ...u.query];
-    const t: UserTask = {
-      id: `u${i}`,
-      group: "seen",
-      index: i,
-      entries: pairs.map(([c, r]) => ({ chosen_idx: c, rejected_idx: r })),
-      train: pairs.map((_, j) => j),
-      test: [],
-      val: [],
-      chosen: Int32Array.from(pairs, ([c]) => c),
-      rejected: Int32Array.from(pairs, ([, r]) => r),
-    };
-    return {
-      rows: taskRows(t),
-      support: u.support.map((_, j) => j),
-      query: u.query.map((_, j) => u.support.length + j),
-    };
-  });
+  const tasks = stepTasks(users);
   return { params, X, users, tasks };
 }
 const opts = { innerLr: LR, innerSteps: STEPS, firstOrder: false, rpoRho: RHO, rpoGamma: GAMMA };
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let n = 0, d = 0;
-  for (let i = 0; i < a.length; i++) {
-    n += (a[i] - b[i]) ** 2;
-    d += b[i] ** 2;
-  }
-  return Math.sqrt(n / Math.max(d, 1e-30));
-}
 
 Deno.test("one full outer step (second-order MAML + RPO + clip + Adam) matches an independent float64 implementation", async () => {
   await initBackend("wasm");

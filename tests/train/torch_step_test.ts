@@ -5,21 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { initBackend } from "../../lib/backend.ts";
-import type { UserTask } from "../../lib/data/tasks.ts";
 import type { MrmParams } from "../../lib/model/params.ts";
 import { adamInit, adamUpdate, clipGlobalNorm } from "../../lib/train/adam.ts";
-import { metaStep, taskRows } from "../../lib/train/step.ts";
+import { metaStep } from "../../lib/train/step.ts";
+import { relErr, stepTasks } from "../helpers.ts";
 
 const f = JSON.parse(await Deno.readTextFile(new URL("../fixtures/torch_outer_step.json", import.meta.url)));
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let n = 0, d = 0;
-  for (let i = 0; i < b.length; i++) {
-    n += (a[i] - b[i]) ** 2;
-    d += b[i] ** 2;
-  }
-  return Math.sqrt(n / d);
-}
 
 Deno.test("outer step matches PyTorch (second-order inner Adam, RPO with torch.quantile, clipping, Adam)", async () => {
   await initBackend("wasm");
@@ -29,25 +20,7 @@ Deno.test("outer step matches PyTorch (second-order inner Adam, RPO with torch.q
     sharedWeight: Float32Array.from(f.theta),
   };
   const X = Float32Array.from(f.X);
-  const tasks = (f.users as { support: number[][]; query: number[][] }[]).map((u, i) => {
-    const pairs = [...u.support, ...u.query];
-    const t: UserTask = {
-      id: `u${i}`,
-      group: "seen",
-      index: i,
-      entries: pairs.map(([c, r]) => ({ chosen_idx: c, rejected_idx: r })),
-      train: pairs.map((_, j) => j),
-      test: [],
-      val: [],
-      chosen: Int32Array.from(pairs, ([c]) => c),
-      rejected: Int32Array.from(pairs, ([, r]) => r),
-    };
-    return {
-      rows: taskRows(t),
-      support: u.support.map((_, j) => j),
-      query: u.query.map((_, j) => u.support.length + j),
-    };
-  });
+  const tasks = stepTasks(f.users);
   const s = f.settings;
   const res = await metaStep(params, X, tasks, {
     innerLr: s.inner_lr,
