@@ -134,6 +134,16 @@ export function timestamped(dir: string, tag: string): string {
   return `${dir}/${ts}_${tag}`;
 }
 
+/** The options openComparisonStore reads (plus --out), shared by compare and sweep. */
+export const COMPARISON_OPTIONS: Record<string, FlagOption> = {
+  data: { type: "string" },
+  embed_pt: { type: "string" },
+  meta_json: { type: "string" },
+  preset: { type: "string" },
+  out: { type: "string" },
+  backend: { type: "string" },
+};
+
 /**
  * For compare/sweep: the store from --data (default the synthetic demo store), the
  * backend, the truth file, and the settings: --preset, else synthetic for stores with

@@ -3,19 +3,16 @@ import { METHODS, parseMethods, runCompare } from "../lib/compare/compare.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { preset } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
-import { configHelp, flagOptions, main, openComparisonStore, parse, timestamped } from "./_cli.ts";
+import { COMPARISON_OPTIONS, configHelp, flagOptions, main, openComparisonStore, parse, timestamped } from "./_cli.ts";
 
 await main(async () => {
   const v = parse(
     Deno.args,
     flagOptions({
-      data: { type: "string" },
-      preset: { type: "string" },
+      ...COMPARISON_OPTIONS,
       methods: { type: "string" },
       repeat: { type: "string" },
       shots: { type: "string" },
-      out: { type: "string" },
-      backend: { type: "string" },
       linear_epochs: { type: "string" },
       linear_lr: { type: "string" },
     }),

@@ -5,6 +5,7 @@ import { preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
 import {
   applyConfigFlags,
+  COMPARISON_OPTIONS,
   CONFIG_FLAGS,
   configHelp,
   flagOptions,
@@ -17,13 +18,7 @@ import {
 await main(async () => {
   const v = parse(
     Deno.args,
-    flagOptions({
-      data: { type: "string" },
-      preset: { type: "string" },
-      grid: { type: "string", multiple: true },
-      out: { type: "string" },
-      backend: { type: "string" },
-    }),
+    flagOptions({ ...COMPARISON_OPTIONS, grid: { type: "string", multiple: true } }),
   );
   if (v.help) {
     console.log(`deno task sweep --data PREFIX --grid inner_lr=1e-3,1e-2 --grid train_inner_epochs=1,5 [flags]
