@@ -9,16 +9,12 @@ import { exists } from "../fsutil.ts";
 import { readHeader, readTensor } from "../store/safetensors.ts";
 import { conversationOf, type Message } from "../data/pairs.ts";
 import { type ChatTokenizer, loadChatTokenizer } from "./tokenizer.ts";
-import { type Device, type ModelSession, openSession } from "./session.ts";
+import { type Device, type EncoderEngine, type EngineOptions, openEngine } from "./engine.ts";
 
 /** Encoder settings. */
-export interface EncoderOptions {
-  /** @default "auto" (webgpu on a hardware GPU, else wasm) */
-  device?: Device | "auto";
+export interface EncoderOptions extends EngineOptions {
   /** sequences per forward pass @default 8 */
   batchSize?: number;
-  /** wasm threads @default 1 */
-  threads?: number;
 }
 
 /** Embeddings (n x H) in input order, rewards when known, tokens processed. */
@@ -55,66 +51,38 @@ export class RewardEncoder {
   private constructor(
     readonly dir: string,
     readonly tokenizer: ChatTokenizer,
-    private readonly model: ModelSession,
+    /** the forward pass in use */
+    readonly engine: EncoderEngine,
     readonly head: Float32Array | undefined,
     readonly batchSize: number,
     readonly name: string,
   ) {}
 
-  /** Loads tokenizer, chat template, ONNX session and (optionally) the reward head. */
-  static async load(
-    dir: string,
-    { device = "auto", batchSize = 8, threads = 1 }: EncoderOptions = {},
-  ): Promise<RewardEncoder> {
+  /**
+   * Loads tokenizer, chat template, the forward pass and (optionally) the reward head
+   * from a Hugging Face model folder (config.json + safetensors, converted once into a
+   * cache beside it) or an exported ONNX folder (model.onnx).
+   */
+  static async load(dir: string, { batchSize = 8, ...engineOptions }: EncoderOptions = {}): Promise<RewardEncoder> {
     const tokenizer = await loadChatTokenizer(dir);
     let name = dir;
     if (await exists(`${dir}/config.json`)) {
       const cfg = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
       name = cfg._name_or_path ?? name;
     }
-    const model = await openSession(dir, { device, threads });
+    const engine = await openEngine(dir, engineOptions);
     const head = await loadRewardHead(dir);
-    return new RewardEncoder(dir, tokenizer, model, head, batchSize, name);
+    return new RewardEncoder(dir, tokenizer, engine, head, batchSize, name);
   }
 
   /** The execution provider in use. */
   get device(): Device {
-    return this.model.device;
+    return this.engine.device;
   }
 
-  /** Runs one padded batch; returns last-token hidden states (rows x H) and the model's rewards. */
-  async #runBatch(seqs: number[][]): Promise<{ rows: Float32Array; logits?: Float32Array }> {
-    const { ort, session, inputNames, outputName, logitsName } = this.model;
-    const B = seqs.length, T = Math.max(...seqs.map((s) => s.length));
-    const ids = new BigInt64Array(B * T), mask = new BigInt64Array(B * T), pos = new BigInt64Array(B * T);
-    seqs.forEach((s, b) => {
-      for (let t = 0; t < T; t++) {
-        ids[b * T + t] = BigInt(t < s.length ? s[t] : this.tokenizer.padId);
-        mask[b * T + t] = t < s.length ? 1n : 0n;
-        pos[b * T + t] = BigInt(Math.min(t, s.length - 1));
-      }
-    });
-    const feeds: Record<string, unknown> = {
-      input_ids: new ort.Tensor("int64", ids, [B, T]),
-      attention_mask: new ort.Tensor("int64", mask, [B, T]),
-    };
-    if (inputNames.includes("position_ids")) feeds.position_ids = new ort.Tensor("int64", pos, [B, T]);
-    const out = await session.run(feeds, logitsName ? [outputName, logitsName] : [outputName]);
-    const hs = out[outputName];
-    const H = hs.dims[2];
-    const data = (hs.getData ? await hs.getData() : hs.data) as Float32Array;
-    const rows = new Float32Array(B * H);
-    seqs.forEach((s, b) => rows.set(data.subarray((b * T + s.length - 1) * H, (b * T + s.length) * H), b * H));
-    hs.dispose?.();
-    let logits: Float32Array | undefined;
-    if (logitsName) {
-      const lt = out[logitsName];
-      const ld = (lt.getData ? await lt.getData() : lt.data) as Float32Array;
-      // per token [B, T, 1] (take the last real token) or pooled [B, 1]
-      logits = Float32Array.from(seqs, (s, b) => (lt.dims.length === 3 ? ld[b * T + s.length - 1] : ld[b]));
-      lt.dispose?.();
-    }
-    return { rows, logits };
+  /** Releases the engine's session. */
+  async dispose(): Promise<void> {
+    await this.engine.dispose?.();
   }
 
   /** Encodes token sequences: length-sorted batches, results in input order. */
@@ -124,11 +92,14 @@ export class RewardEncoder {
     }
     const order = [...seqs.keys()].sort((a, b) => seqs[a].length - seqs[b].length || a - b);
     let H = 0, embeddings = new Float32Array(0), tokens = 0, done = 0;
-    const modelScores = this.model.logitsName ? new Float32Array(seqs.length) : undefined;
+    let modelScores: Float32Array | undefined;
     for (let i = 0; i < order.length; i += this.batchSize) {
       const idx = order.slice(i, i + this.batchSize);
-      const { rows, logits } = await this.#runBatch(idx.map((j) => seqs[j]));
-      if (logits) idx.forEach((j, b) => (modelScores![j] = logits[b]));
+      const { rows, logits } = await this.engine.run(idx.map((j) => seqs[j]));
+      if (logits) {
+        modelScores ??= new Float32Array(seqs.length);
+        idx.forEach((j, b) => (modelScores![j] = logits[b]));
+      }
       if (!H) {
         H = rows.length / idx.length;
         embeddings = new Float32Array(seqs.length * H);

@@ -3,11 +3,10 @@
  * real (non-fallback) GPU adapter exists, wasm otherwise; `device` forces one.
  */
 import { FormatError } from "../errors.ts";
-import { hasHardwareGpu } from "../backend.ts";
+import { type Device, pickDevice } from "./device.ts";
 import { exists } from "../fsutil.ts";
 
-/** Execution providers this toolkit uses. */
-export type Device = "wasm" | "webgpu";
+export type { Device };
 
 // deno-lint-ignore no-explicit-any
 type Ort = any;
@@ -22,12 +21,6 @@ export interface ModelSession {
   outputName: string;
   /** the classifier's own reward output, when the export has one (`logits`) */
   logitsName?: string;
-}
-
-/** Picks the device: webgpu on a hardware adapter, else wasm. */
-export async function pickDevice(device: Device | "auto" = "auto"): Promise<Device> {
-  if (device !== "auto") return device;
-  return (await hasHardwareGpu()) ? "webgpu" : "wasm";
 }
 
 /**

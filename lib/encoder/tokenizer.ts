@@ -42,6 +42,46 @@ function tokenText(t: unknown): string | undefined {
   return undefined;
 }
 
+/** Python's str.strip family: strips the characters in `chars`, or whitespace when none are given. */
+function pyStrip(s: unknown, chars: unknown, side: "l" | "r" | "both"): unknown {
+  if (typeof s !== "string") return s;
+  const set = typeof chars === "string" ? new Set(chars) : undefined;
+  const drop = (c: string) => (set ? set.has(c) : /\s/.test(c));
+  let a = 0, b = s.length;
+  if (side !== "r") { while (a < b && drop(s[a])) a++; }
+  if (side !== "l") { while (b > a && drop(s[b - 1])) b--; }
+  return s.slice(a, b);
+}
+
+const STRIP_HELPERS: Record<string, (s: unknown, chars?: unknown) => unknown> = {
+  __py_strip: (s, c) => pyStrip(s, c, "both"),
+  __py_lstrip: (s, c) => pyStrip(s, c, "l"),
+  __py_rstrip: (s, c) => pyStrip(s, c, "r"),
+};
+
+/**
+ * @huggingface/jinja ignores the argument of `strip`/`lstrip`/`rstrip` (it always trims
+ * whitespace), but chat templates rely on Python's meaning: Qwen3's renders
+ * `content.lstrip('\n')`, which must keep a leading space. Rewrites each such method call
+ * in the parsed template into a call of a helper with Python's semantics.
+ */
+function pythonStripCalls(node: unknown): void {
+  if (!node || typeof node !== "object") return;
+  if (Array.isArray(node)) return node.forEach(pythonStripCalls);
+  const n = node as Record<string, unknown>;
+  for (const v of Object.values(n)) pythonStripCalls(v);
+  const callee = n.callee as Record<string, unknown> | undefined;
+  const prop = callee?.property as Record<string, unknown> | undefined;
+  if (
+    n.type === "CallExpression" && callee?.type === "MemberExpression" && !callee.computed &&
+    prop?.type === "Identifier" && ["strip", "lstrip", "rstrip"].includes(prop.value as string) &&
+    Array.isArray(n.args) && n.args.length === 1
+  ) {
+    n.args = [callee.object, n.args[0]];
+    n.callee = { type: "Identifier", value: `__py_${prop.value}` };
+  }
+}
+
 /** Loads `tokenizer.json` + `tokenizer_config.json` (with `chat_template`) from a model folder. */
 export async function loadChatTokenizer(dir: string): Promise<ChatTokenizer> {
   const tokJson = await readJson(`${dir}/tokenizer.json`);
@@ -58,6 +98,7 @@ export async function loadChatTokenizer(dir: string): Promise<ChatTokenizer> {
   }
   const tokenizer = new Tokenizer(tokJson, config);
   const template = new Template(templateText);
+  pythonStripCalls(template.parsed);
   const bos = tokenText(config.bos_token) ?? "", eos = tokenText(config.eos_token) ?? "";
   const idOf = (t: string | undefined) => {
     if (!t) return undefined;
@@ -67,6 +108,7 @@ export async function loadChatTokenizer(dir: string): Promise<ChatTokenizer> {
   const padId = idOf(tokenText(config.pad_token)) ?? idOf(eos) ?? 0;
   const render = (messages: Message[]) =>
     template.render({
+      ...STRIP_HELPERS,
       messages,
       bos_token: bos,
       eos_token: eos,
