@@ -4,6 +4,8 @@ import { prismFiles, redditSources } from "../lib/data/raw.ts";
 import { readBatchRows, readParquetRows, redditPairs } from "../lib/data/reddit.ts";
 import type { PairStats, RawPair } from "../lib/data/pairs.ts";
 import { RewardEncoder } from "../lib/encoder/encoder.ts";
+import { isHfModelFolder } from "../lib/encoder/hf/engine.ts";
+import { fetchModelFolder } from "../lib/encoder/hf/fetch.ts";
 import { encodeStore, parseShard, planStore, shardPairs, shardPrefix } from "../lib/encoder/writer.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { exists } from "../lib/fsutil.ts";
@@ -11,6 +13,50 @@ import { formatDuration, RunLog } from "../lib/run/log.ts";
 import { main, parse } from "./_cli.ts";
 
 const DEFAULT_MODEL = "Skywork/Skywork-Reward-V2-Llama-3.1-8B";
+
+/** "user <id>, conversation <id>" for each store row (its first pair). */
+function rowOwners(plan: ReturnType<typeof planStore>): string[] {
+  const out: string[] = [];
+  for (const [user, entries] of Object.entries(plan.meta)) {
+    for (const e of entries) {
+      for (const r of [e.chosen_idx, e.rejected_idx]) out[r] ??= `user ${user}, conversation ${e.conversation_id}`;
+    }
+  }
+  return out;
+}
+
+/**
+ * A model folder on disk, or a Hub id: `org/name` means data/models/<name>, fetched
+ * from the Hub when it holds no model yet.
+ */
+async function resolveModel(arg: string, log: RunLog): Promise<string> {
+  const isModel = async (d: string) => (await exists(`${d}/model.onnx`)) || (await isHfModelFolder(d));
+  if (await isModel(arg)) return arg;
+  const hubId = /^[\w.-]+\/[\w.-]+$/.test(arg) && !(await exists(arg));
+  if (!hubId) {
+    throw new ConfigError(
+      `--model_path '${arg}' holds no model: expected a Hugging Face folder (config.json, tokenizer.json, ` +
+        `tokenizer_config.json, model.safetensors or model.safetensors.index.json + shards) or model.onnx`,
+    );
+  }
+  const dir = `data/models/${arg.split("/")[1]}`;
+  if (await isModel(dir)) return dir;
+  log.line(`fetching ${arg} from the Hub into ${dir}/ (resumable)`);
+  try {
+    const got = await fetchModelFolder(arg, dir, {
+      onProgress: (f, d, t) =>
+        log.status(`downloading ${f}: ${(d / 2 ** 20).toFixed(0)}${t ? ` / ${(t / 2 ** 20).toFixed(0)}` : ""} MiB`),
+    });
+    log.line(`fetched ${got.length} file(s) into ${dir}/`);
+  } catch (e) {
+    throw new ConfigError(
+      `could not fetch ${arg} (${(e as Error).message}). Offline? Put the model folder (config.json, ` +
+        `tokenizer.json, tokenizer_config.json, the safetensors shards and their index) in ${dir}/ ` +
+        `and rerun, or pass --model_path <dir>.`,
+    );
+  }
+  return dir;
+}
 
 await main(async () => {
   const v = parse(Deno.args, {
@@ -24,6 +70,9 @@ await main(async () => {
     shard: { type: "string" },
     batch_size: { type: "string" },
     threads: { type: "string" },
+    precision: { type: "string" },
+    cache_dir: { type: "string" },
+    attention_gib: { type: "string" },
   });
   const dataset = String(v.dataset ?? "prism");
   if (dataset !== "prism" && dataset !== "reddit") {
@@ -31,8 +80,15 @@ await main(async () => {
   }
   if (v.help) {
     console.log(`deno task preprocess:${dataset} [flags]
-  --model_path DIR     ONNX export of the reward model (default data/models/${DEFAULT_MODEL.split("/")[1]};
-                       a Hub id such as ${DEFAULT_MODEL} means data/models/<name>)
+  --model_path DIR|ID  the reward model: a Hugging Face folder (config.json, tokenizer files,
+                       safetensors shards) or an exported ONNX folder (model.onnx). A Hub id such as
+                       ${DEFAULT_MODEL} (the default) means data/models/<name>, downloaded
+                       there when missing (resumable; HF_TOKEN for gated repos, HF_ENDPOINT for a mirror)
+  --precision P        Hugging Face folders: auto (f16 on a GPU with shader-f16, else f32), f32, f16,
+                       or f16-weights (f16 weights, f32 arithmetic); weights are converted once into
+                       <model>/mrm-onnx-<weights>-<compute>/ (or --cache_dir)
+  --attention_gib G    attention-score memory of one forward pass (default 1); a sequence that needs
+                       more is reported before encoding starts, never truncated
   --save_prefix P      store prefix (default data/emb/${dataset}/V2)
   --raw_dir DIR        use raw files already there (default data/raw/${dataset}, downloading what is missing)
   --dtype f32|f16      embedding dtype written (default f32)
@@ -88,22 +144,7 @@ await main(async () => {
       } users, ${pairs.length} pairs -> ${prefix}`,
     );
   }
-  let modelDir = typeof v.model_path === "string" ? v.model_path : DEFAULT_MODEL;
-  if (
-    !(await exists(`${modelDir}/model.onnx`)) && /^[\w.-]+\/[\w.-]+$/.test(modelDir) &&
-    (await exists(`data/models/${modelDir.split("/")[1]}/model.onnx`))
-  ) {
-    modelDir = `data/models/${modelDir.split("/")[1]}`;
-  }
-  if (!(await exists(`${modelDir}/model.onnx`))) {
-    throw new ConfigError(
-      `no ONNX model at '${modelDir}' (model.onnx). Export one with Hugging Face Optimum, outside this toolkit:\n` +
-        `  optimum-cli export onnx --model ${DEFAULT_MODEL} --task feature-extraction data/models/${
-          DEFAULT_MODEL.split("/")[1]
-        }\n` +
-        `then copy the score head (see README), or pass --model_path <dir>.`,
-    );
-  }
+  const modelDir = await resolveModel(typeof v.model_path === "string" ? v.model_path : DEFAULT_MODEL, log);
   const batchSize = v.batch_size === undefined ? 8 : Number(v.batch_size);
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new ConfigError(`--batch_size expects a positive integer, got '${v.batch_size}'`);
@@ -114,12 +155,37 @@ await main(async () => {
   if (!["auto", "wasm", "webgpu"].includes(device)) {
     throw new ConfigError(`--device must be auto, wasm or webgpu, got '${device}'`);
   }
+  const precision = String(v.precision ?? "auto");
+  if (!["auto", "f32", "f16", "f16-weights"].includes(precision)) {
+    throw new ConfigError(`--precision must be auto, f32, f16 or f16-weights, got '${precision}'`);
+  }
+  const attentionGiB = v.attention_gib === undefined ? 1 : Number(v.attention_gib);
+  if (!(attentionGiB > 0)) throw new ConfigError(`--attention_gib expects a positive number, got '${v.attention_gib}'`);
   const encoder = await RewardEncoder.load(modelDir, {
     device: device as "auto",
     batchSize,
     threads: v.threads ? Number(v.threads) : 1,
+    precision: precision as "auto",
+    cacheDir: typeof v.cache_dir === "string" ? v.cache_dir : undefined,
+    attentionGiB,
+    log: (line) => log.status(line),
   });
   const plan = planStore(pairs);
+  // every response is tokenized once up front: what cannot be encoded whole is reported now, not hours in
+  const lengths = plan.conversations.map((c) => encoder.tokenizer.encode(c));
+  const over = encoder.oversized(lengths);
+  if (over.length) {
+    const where = rowOwners(plan);
+    throw new ConfigError(
+      `${over.length} response(s) cannot be encoded whole (nothing is truncated):\n` +
+        over.slice(0, 20).map((o) => `  row ${o.index} (${where[o.index]}): ${o.tokens} tokens, ${o.reason}`).join("\n") +
+        (over.length > 20 ? `\n  ... and ${over.length - 20} more` : ""),
+    );
+  }
+  const totalTokens = lengths.reduce((a, s) => a + s.length, 0);
+  log.line(
+    `${totalTokens} tokens in ${lengths.length} responses (longest ${Math.max(...lengths.map((s) => s.length))})`,
+  );
   log.line(
     `encoding ${plan.conversations.length} responses (${plan.pairs} pairs) with ${encoder.name} on ${encoder.device}${
       encoder.head ? ", reward head found" : ", no reward head (scores null)"

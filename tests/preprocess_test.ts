@@ -82,7 +82,7 @@ Deno.test("preprocess:prism downloads the raw files from the Hub (loopback), enc
   }
 });
 
-Deno.test("preprocess: --raw_dir without the files says which files and where; missing model says how to export", async () => {
+Deno.test("preprocess: --raw_dir without the files says which files and where; a folder without a model says what it needs", async () => {
   await using t = await tempDir();
   let r = await task("preprocess.ts", ["--dataset", "prism", "--raw_dir", `${t.dir}/raw`]);
   assert.equal(r.code, 2);
@@ -107,10 +107,72 @@ Deno.test("preprocess: --raw_dir without the files says which files and where; m
   assert.equal(r.code, 2);
   assert.match(
     r.err,
-    /no ONNX model at .*optimum-cli export onnx --model Skywork\/Skywork-Reward-V2-Llama-3\.1-8B --task feature-extraction/s,
+    /--model_path '.*\/nomodel' holds no model: expected a Hugging Face folder \(config\.json, tokenizer\.json, tokenizer_config\.json, model\.safetensors or model\.safetensors\.index\.json \+ shards\) or model\.onnx/,
   );
   r = await task("preprocess.ts", ["--dataset", "reddit", "--raw_dir", `${t.dir}/none`]);
   assert.match(r.err, /comparisons\/train\/0000\.parquet .*branch refs\/convert\/parquet/);
+});
+
+Deno.test("preprocess:prism with a Hub id: the Hugging Face model folder is fetched (loopback), converted, and encodes the store", async () => {
+  await using t = await tempDir();
+  // the Hub serves tiny-llama (bf16 shards + index, made by transformers) with a byte-level tokenizer
+  const hf = new URL("./fixtures/hf/tiny-llama/", import.meta.url).pathname;
+  await writeTinyModel(`${t.dir}/tok`);
+  const served: Record<string, Uint8Array<ArrayBuffer>> = {};
+  for (const e of Deno.readDirSync(hf)) served[e.name] = await Deno.readFile(`${hf}${e.name}`);
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) served[f] = await Deno.readFile(`${t.dir}/tok/${f}`);
+  const f = prismFixture();
+  await Deno.mkdir(`${t.dir}/raw`);
+  await Deno.writeTextFile(`${t.dir}/raw/survey.jsonl`, f.survey);
+  await Deno.writeTextFile(`${t.dir}/raw/conversations.jsonl`, f.conversations);
+  const seen: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
+    const path = new URL(req.url).pathname;
+    seen.push(path);
+    const m = /^\/test-org\/tiny-reward\/resolve\/main\/(.+)$/.exec(path);
+    const body = m ? served[decodeURIComponent(m[1])] : undefined;
+    return body ? new Response(body) : new Response("not found", { status: 404 });
+  });
+  try {
+    const endpoint = `http://127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
+    const args = ["--dataset", "prism", "--raw_dir", `${t.dir}/raw`, "--model_path", "test-org/tiny-reward"];
+    const r = await task(
+      "preprocess.ts",
+      [...args, "--save_prefix", `${t.dir}/emb/V2`],
+      { HF_ENDPOINT: endpoint },
+      t.dir,
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /fetching test-org\/tiny-reward from the Hub into data\/models\/tiny-reward\//);
+    assert.match(r.out, /fetched 7 file\(s\)/);
+    assert.match(r.out, /reward head found/);
+    assert.match(r.out, /reward check: \d+ model rewards vs head \. embedding, 0 disagree/);
+    assert.ok(seen.includes("/test-org/tiny-reward/resolve/main/model-00003-of-00003.safetensors"));
+    const store = await loadStore(`${t.dir}/emb/V2`);
+    assert.equal(store.dim, 64);
+    assert.ok(store.meta.alice.every((e) => typeof e.chosen_score === "number"));
+    const names = [...Deno.readDirSync(`${t.dir}/data/models/tiny-reward`)].map((e) => e.name);
+    assert.ok(names.includes("mrm-onnx-f32-f32"), `weights converted into the model folder's cache: ${names}`);
+    // a second run reuses the folder and the cache: nothing fetched; a too-long limit is reported with its owner
+    seen.length = 0;
+    const cfgFile = `${t.dir}/data/models/tiny-reward/config.json`;
+    const cfg = JSON.parse(await Deno.readTextFile(cfgFile));
+    await Deno.writeTextFile(cfgFile, JSON.stringify({ ...cfg, max_position_embeddings: 20 }));
+    const r2 = await task(
+      "preprocess.ts",
+      [...args, "--save_prefix", `${t.dir}/emb/V3`],
+      { HF_ENDPOINT: endpoint },
+      t.dir,
+    );
+    assert.equal(r2.code, 2);
+    assert.deepEqual(seen, []);
+    assert.match(
+      r2.err,
+      /\d+ response\(s\) cannot be encoded whole \(nothing is truncated\):\n  row \d+ \(user alice, conversation c-a\d\): \d+ tokens, is longer than the model's max_position_embeddings \(20\)/,
+    );
+  } finally {
+    await server.shutdown();
+  }
 });
 
 Deno.test("preprocess:reddit from the Hub's parquet layout on disk, as F16, in two shards merged", async () => {

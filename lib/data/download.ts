@@ -20,6 +20,17 @@ export function hubDatasetUrl(
   }`;
 }
 
+/** URL of a file in a Hub model repo at a revision. */
+export function hubModelUrl(
+  repo: string,
+  path: string,
+  { revision = "main", endpoint = hubEndpoint() } = {},
+): string {
+  return `${endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${
+    path.split("/").map(encodeURIComponent).join("/")
+  }`;
+}
+
 /** A download that cannot succeed by retrying (404, 401, ...). */
 export class DownloadError extends Error {
   /** @param url what was fetched; @param message why it failed */
@@ -37,6 +48,8 @@ export interface DownloadOptions {
   backoffMs?: number;
   /** called with bytes done and the total (when known) */
   onProgress?: (done: number, total: number | undefined) => void;
+  /** extra request headers (e.g. `Authorization` for gated Hub repos) */
+  headers?: Record<string, string>;
 }
 
 async function fileSize(path: string): Promise<number> {
@@ -55,7 +68,7 @@ async function fileSize(path: string): Promise<number> {
 export async function download(
   url: string,
   dest: string,
-  { retries = 5, backoffMs = 500, onProgress }: DownloadOptions = {},
+  { retries = 5, backoffMs = 500, onProgress, headers = {} }: DownloadOptions = {},
 ): Promise<{ bytes: number; resumed: boolean }> {
   const part = `${dest}.part`;
   const dir = dest.includes("/") ? dest.slice(0, dest.lastIndexOf("/")) : ".";
@@ -65,7 +78,7 @@ export async function download(
     const start = await fileSize(part);
     let total: number | undefined;
     try {
-      const res = await fetch(url, { headers: start > 0 ? { Range: `bytes=${start}-` } : {} });
+      const res = await fetch(url, { headers: start > 0 ? { ...headers, Range: `bytes=${start}-` } : headers });
       if (res.status === 416) {
         const m = /\/(\d+)$/.exec(res.headers.get("content-range") ?? "");
         await res.body?.cancel();

@@ -85,10 +85,31 @@ export class RewardEncoder {
     await this.engine.dispose?.();
   }
 
+  /**
+   * The sequences the engine cannot encode whole (too long for the model or for the
+   * attention memory of one pass), with the reason. Nothing is ever truncated.
+   */
+  oversized(seqs: number[][]): { index: number; tokens: number; reason: string }[] {
+    const out = [];
+    for (const [index, s] of seqs.entries()) {
+      const reason = this.engine.limit?.(s.length);
+      if (reason) out.push({ index, tokens: s.length, reason });
+    }
+    return out;
+  }
+
   /** Encodes token sequences: length-sorted batches, results in input order. */
   async encodeIds(seqs: number[][], onBatch?: (done: number, tokens: number) => void): Promise<Encoded> {
     for (const [i, s] of seqs.entries()) {
       if (s.length === 0) throw new FormatError(this.dir, `sequence ${i} tokenized to nothing`);
+    }
+    const over = this.oversized(seqs);
+    if (over.length) {
+      throw new FormatError(
+        this.dir,
+        `${over.length} sequence(s) cannot be encoded whole (nothing is truncated): ` +
+          over.slice(0, 5).map((o) => `#${o.index} (${o.tokens} tokens) ${o.reason}`).join("; "),
+      );
     }
     const order = [...seqs.keys()].sort((a, b) => seqs[a].length - seqs[b].length || a - b);
     let H = 0, embeddings = new Float32Array(0), tokens = 0, done = 0;

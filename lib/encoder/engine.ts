@@ -26,6 +26,8 @@ export interface BatchOutput {
 export interface EncoderEngine {
   readonly device: Device;
   run(seqs: number[][]): Promise<BatchOutput>;
+  /** why one sequence of `tokens` tokens cannot run whole, or undefined when it can */
+  limit?(tokens: number): string | undefined;
   dispose?(): Promise<void>;
 }
 
@@ -43,6 +45,11 @@ export interface EngineOptions {
   precision?: Precision | "f16-weights" | "auto";
   /** Hugging Face folders: where converted weights are cached @default `<dir>/mrm-onnx-<w>-<c>` */
   cacheDir?: string;
+  /**
+   * Hugging Face folders: GiB of float32 attention scores one forward pass may hold;
+   * larger batches are split, and a longer single sequence is refused @default 1
+   */
+  attentionGiB?: number;
   /** progress lines (weight conversion) */
   log?: (line: string) => void;
 }

@@ -98,5 +98,8 @@ Deno.test("model folder problems are named", async () => {
   await assert.rejects(RewardEncoder.load(t.dir), /tokenizer\.json: file not found/);
   await writeTinyModel(t.dir);
   await Deno.remove(`${t.dir}/model.onnx`);
-  await assert.rejects(RewardEncoder.load(t.dir), /model\.onnx: file not found \(export the reward model/);
+  await assert.rejects(
+    RewardEncoder.load(t.dir),
+    /is not a model folder: expected a Hugging Face folder \(config\.json \+ model\.safetensors/,
+  );
 });

@@ -161,9 +161,6 @@ export class HfEngine implements EncoderEngine {
           `run on a GPU (--device webgpu) or use a smaller model`,
       );
     }
-    if (opts.device === "wasm" && opts.precision.compute === "f16") {
-      throw new FormatError(dir, "f16 compute needs the webgpu device (wasm computes in f32)");
-    }
     const ort = opts.device === "webgpu" ? await import("onnxruntime-web/webgpu") : await import("onnxruntime-web");
     ort.env.wasm.numThreads = opts.threads ?? 1;
     ort.env.logLevel = "error";
@@ -210,14 +207,21 @@ export class HfEngine implements EncoderEngine {
     return b * this.spec.heads * t * t * 4;
   }
 
+  limit(tokens: number): string | undefined {
+    if (tokens > this.spec.maxPositions) {
+      return `is longer than the model's max_position_embeddings (${this.spec.maxPositions})`;
+    }
+    if (this.scoreBytes(1, tokens) > this.scoreBudget) {
+      return `needs ${(this.scoreBytes(1, tokens) / 2 ** 30).toFixed(2)} GiB of attention scores, more than the ` +
+        `${(this.scoreBudget / 2 ** 30).toFixed(2)} GiB budget of one forward pass (attentionGiB / --attention_gib)`;
+    }
+    return undefined;
+  }
+
   async run(seqs: number[][]): Promise<BatchOutput> {
     for (const s of seqs) {
-      if (s.length > this.spec.maxPositions) {
-        throw new FormatError(
-          this.spec.name,
-          `a sequence of ${s.length} tokens is longer than the model's max_position_embeddings (${this.spec.maxPositions})`,
-        );
-      }
+      const why = this.limit(s.length);
+      if (why) throw new FormatError(this.spec.name, `a sequence of ${s.length} tokens ${why}`);
     }
     const T = Math.max(...seqs.map((s) => s.length));
     if (seqs.length > 1 && this.scoreBytes(seqs.length, T) > this.scoreBudget) {
@@ -230,13 +234,6 @@ export class HfEngine implements EncoderEngine {
       logits.set(a.logits!);
       logits.set(b.logits!, mid);
       return { rows, logits };
-    }
-    if (this.scoreBytes(1, T) > this.scoreBudget) {
-      throw new FormatError(
-        this.spec.name,
-        `a sequence of ${T} tokens needs ${(this.scoreBytes(1, T) / 2 ** 30).toFixed(2)} GiB of attention scores, ` +
-          `more than the ${(this.scoreBudget / 2 ** 30).toFixed(2)} GiB budget of one forward pass`,
-      );
     }
     return await this.#forward(seqs, T);
   }

@@ -1,0 +1,125 @@
+/**
+ * GPU check of the Hugging Face encoder path at real size: loads a model folder made by
+ * tests/fixtures/hf/make_gpu_model.py through HfEngine and compares its last-token
+ * hidden states and scores with transformers' (the refs file), reporting load time, peak
+ * memory and tokens/s. Run on the GPU machine (see the README, "Reproducing the GPU
+ * checks"):
+ *
+ *   deno run -A bench/hf_gpu_check.ts --model /tmp/model --refs refs.json --out result.json \
+ *     --configs webgpu:f16,webgpu:f32,wasm:f32
+ */
+import { parseArgs } from "node:util";
+import { HfEngine } from "../lib/encoder/hf/engine.ts";
+import type { Precision } from "../lib/encoder/hf/graph.ts";
+
+const { values } = parseArgs({
+  options: {
+    model: { type: "string" },
+    refs: { type: "string" },
+    out: { type: "string" },
+    configs: { type: "string", default: "webgpu:f16" },
+    batches: { type: "string", default: "1,4,8" },
+    "wasm-seqs": { type: "string", default: "1" },
+  },
+});
+// deno-lint-ignore no-explicit-any
+const adapter = await (navigator as any).gpu?.requestAdapter();
+const adapterInfo = adapter
+  ? {
+    vendor: adapter.info?.vendor,
+    architecture: adapter.info?.architecture,
+    device: adapter.info?.device,
+    description: adapter.info?.description,
+    f16: adapter.features.has("shader-f16"),
+    maxBufferSize: adapter.limits.maxBufferSize,
+  }
+  : null;
+console.log("adapter:", JSON.stringify(adapterInfo));
+const refs = JSON.parse(await Deno.readTextFile(values.refs!));
+const seqs: number[][] = refs.sequences;
+let peakRss = 0;
+const sample = () => (peakRss = Math.max(peakRss, Deno.memoryUsage().rss));
+const timer = setInterval(sample, 200);
+
+function compare(rows: Float32Array, scores: Float32Array, ref: { hidden: number[]; score: number }[], H: number) {
+  let maxRel = 0, maxScore = 0, minCos = 1;
+  ref.forEach((r, i) => {
+    let diff = 0, scale = 0, dot = 0, na = 0, nb = 0;
+    r.hidden.forEach((v, j) => {
+      const o = rows[i * H + j];
+      diff = Math.max(diff, Math.abs(o - v));
+      scale = Math.max(scale, Math.abs(v));
+      dot += o * v;
+      na += o * o;
+      nb += v * v;
+    });
+    maxRel = Math.max(maxRel, diff / scale);
+    minCos = Math.min(minCos, dot / Math.sqrt(na * nb));
+    maxScore = Math.max(maxScore, Math.abs(scores[i] - r.score) / Math.max(1, Math.abs(r.score)));
+  });
+  return { maxRelHidden: maxRel, minCosine: minCos, maxRelScore: maxScore };
+}
+
+const results: Record<string, unknown>[] = [];
+for (const c of values.configs!.split(",")) {
+  const [device, p] = c.split(":") as ["wasm" | "webgpu", Precision];
+  const row: Record<string, unknown> = { device, precision: p };
+  results.push(row);
+  try {
+    const t0 = performance.now();
+    const engine = await HfEngine.load(values.model!, {
+      device,
+      precision: { weights: p, compute: p },
+      log: () => {},
+    });
+    row.loadSeconds = (performance.now() - t0) / 1000;
+    row.convertSeconds = engine.loadSeconds.convert;
+    row.sessionSeconds = engine.loadSeconds.session;
+    row.conversion = engine.manifest.stats;
+    const use = device === "wasm" ? seqs.slice(0, Number(values["wasm-seqs"])) : seqs;
+    const H = engine.spec.hidden;
+    // batch 1: accuracy against transformers, then speed (the first pass compiles shaders)
+    const rows = new Float32Array(use.length * H), scores = new Float32Array(use.length);
+    let t1 = performance.now();
+    for (const [i, s] of use.entries()) {
+      const out = await engine.run([s]);
+      rows.set(out.rows, i * H);
+      scores[i] = out.logits![0];
+      if (i === 0) {
+        row.firstPassSeconds = (performance.now() - t1) / 1000;
+        t1 = performance.now();
+      }
+    }
+    const tokens = use.slice(1).reduce((a, s) => a + s.length, 0);
+    if (use.length > 1) row.tokensPerSecondBatch1 = tokens / ((performance.now() - t1) / 1000);
+    row.vsFloat32 = compare(rows, scores, refs.float32.slice(0, use.length), H);
+    row.vsBfloat16 = compare(rows, scores, refs.bfloat16.slice(0, use.length), H);
+    console.log(JSON.stringify(row));
+    if (device === "webgpu") {
+      const sorted = [...use].sort((a, b) => a.length - b.length);
+      const total = sorted.reduce((a, s) => a + s.length, 0);
+      const perBatch: Record<string, number> = {};
+      for (const b of values.batches!.split(",").map(Number)) {
+        const t = performance.now();
+        for (let i = 0; i < sorted.length; i += b) await engine.run(sorted.slice(i, i + b));
+        perBatch[b] = total / ((performance.now() - t) / 1000);
+      }
+      row.tokensPerSecondByBatch = perBatch;
+    }
+    await engine.dispose();
+  } catch (e) {
+    row.error = String((e as Error)?.stack ?? e);
+  }
+  sample();
+  row.peakRssGiB = peakRss / 2 ** 30;
+  console.log(JSON.stringify(row));
+  await Deno.writeTextFile(
+    values.out!,
+    JSON.stringify(
+      { refsShape: refs.shape, gpu: refs.gpu, adapter: adapterInfo, transformers: refs.tokens_per_s, results },
+      null,
+      1,
+    ),
+  );
+}
+clearInterval(timer);
