@@ -178,7 +178,9 @@ await main(async () => {
     const where = rowOwners(plan);
     throw new ConfigError(
       `${over.length} response(s) cannot be encoded whole (nothing is truncated):\n` +
-        over.slice(0, 20).map((o) => `  row ${o.index} (${where[o.index]}): ${o.tokens} tokens, ${o.reason}`).join("\n") +
+        over.slice(0, 20).map((o) => `  row ${o.index} (${where[o.index]}): ${o.tokens} tokens, ${o.reason}`).join(
+          "\n",
+        ) +
         (over.length > 20 ? `\n  ... and ${over.length - 20} more` : ""),
     );
   }

@@ -168,7 +168,7 @@ Deno.test("preprocess:prism with a Hub id: the Hugging Face model folder is fetc
     assert.deepEqual(seen, []);
     assert.match(
       r2.err,
-      /\d+ response\(s\) cannot be encoded whole \(nothing is truncated\):\n  row \d+ \(user alice, conversation c-a\d\): \d+ tokens, is longer than the model's max_position_embeddings \(20\)/,
+      /\d+ response\(s\) cannot be encoded whole \(nothing is truncated\):\n {2}row \d+ \(user alice, conversation c-a\d\): \d+ tokens, is longer than the model's max_position_embeddings \(20\)/,
     );
   } finally {
     await server.shutdown();

