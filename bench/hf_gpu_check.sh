@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check of the Hugging Face encoder path (README: "Reproducing the GPU checks").
+# The GPU check of the Hugging Face encoder paths (README: "Reproducing the GPU checks").
 # Runs on the GPU machine from the repository root, offline:
-#   bench/hf_gpu_check.sh OUTDIR [SHAPE] [CONFIGS]
+#   bench/hf_gpu_check.sh OUTDIR "SHAPE@CONFIGS[@MAXSEQS] ..."
+# e.g. bench/hf_gpu_check.sh /tmp/out "qwen3-0.6b@wgsl,webgpu:f16 llama-3.1-8b@wgsl@8"
 # Needs: .devcarry/gpu/deno.xz (the deno binary, xz), .devcarry/gpu/nm.tar.xz (node_modules
 # with onnxruntime-web, onnx-proto and their dependencies), .gl/*.deb (Vulkan and GL
-# loaders from Debian). SHAPE: qwen3-0.6b (default) or llama-3.1-8b.
+# loaders from Debian). Each shape's model is made by tests/fixtures/hf/make_gpu_model.py.
 set -u
-out=${1:?output folder}; shape=${2:-qwen3-0.6b}; configs=${3:-webgpu:f16,wasm:f32,webgpu:f32}
+out=${1:?output folder}; plan=${2:-"qwen3-0.6b@wgsl,webgpu:f16"}
 mkdir -p "$out"
 for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}
@@ -15,12 +16,17 @@ export PYTHONUNBUFFERED=1
 xz -dc .devcarry/gpu/deno.xz >/tmp/deno && chmod +x /tmp/deno
 [ -d node_modules/.deno ] || tar xJf .devcarry/gpu/nm.tar.xz
 mem() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 >"$out/gpumem_$1.txt" & }
-mem torch; p=$!
-python3 tests/fixtures/hf/make_gpu_model.py --shape "$shape" --out /tmp/model --refs "$out/refs.json"
-kill $p
-ls -la /tmp/model; du -sh /tmp/model
-mem deno; p=$!
-timeout "${DENO_LIMIT:-420}" /tmp/deno run -A --node-modules-dir=manual bench/hf_gpu_check.ts \
-  --model /tmp/model --refs "$out/refs.json" --out "$out/result.json" --configs "$configs"
-kill $p
-for f in "$out"/gpumem_*.txt; do echo "$f peak MiB: $(sort -n "$f" | tail -1) idle: $(head -1 "$f")"; done
+for item in $plan; do
+  IFS=@ read -r shape configs maxseqs <<<"$item"
+  mem "torch_$shape"; p=$!
+  python3 tests/fixtures/hf/make_gpu_model.py --shape "$shape" --out "/tmp/$shape" --refs "/tmp/refs_$shape.json"
+  kill $p
+  du -sh "/tmp/$shape"
+  mem "deno_$shape"; p=$!
+  timeout "${DENO_LIMIT:-240}" /tmp/deno run -A --node-modules-dir=manual bench/hf_gpu_check.ts \
+    --model "/tmp/$shape" --refs "/tmp/refs_$shape.json" --out "$out/result_$shape.json" \
+    --configs "$configs" --max-seqs "${maxseqs:-96}" --budget-s "${BUDGET_S:-60}"
+  kill $p
+  rm -rf "/tmp/$shape"
+done
+for f in "$out"/gpumem_*.txt; do echo "$f peak MiB: $(sort -n "$f" | tail -1) first: $(head -1 "$f")"; done

@@ -10,6 +10,8 @@
  */
 import { parseArgs } from "node:util";
 import { HfEngine } from "../lib/encoder/hf/engine.ts";
+import { WebGpuEngine } from "../lib/encoder/webgpu/engine.ts";
+import { tileName } from "../lib/encoder/webgpu/shaders.ts";
 import type { Precision } from "../lib/encoder/hf/graph.ts";
 
 const { values } = parseArgs({
@@ -20,6 +22,9 @@ const { values } = parseArgs({
     configs: { type: "string", default: "webgpu:f16" },
     batches: { type: "string", default: "1,4,8" },
     "wasm-seqs": { type: "string", default: "1" },
+    /** at most this many sequences for speed runs, and stop a config's runs after this many seconds */
+    "max-seqs": { type: "string", default: "96" },
+    "budget-s": { type: "string", default: "90" },
   },
 });
 // deno-lint-ignore no-explicit-any
@@ -36,7 +41,8 @@ const adapterInfo = adapter
   : null;
 console.log("adapter:", JSON.stringify(adapterInfo));
 const refs = JSON.parse(await Deno.readTextFile(values.refs!));
-const seqs: number[][] = refs.sequences;
+const seqs: number[][] = refs.sequences.slice(0, Number(values["max-seqs"]));
+const checked = refs.float32.length;
 let peakRss = 0;
 const sample = () => (peakRss = Math.max(peakRss, Deno.memoryUsage().rss));
 const timer = setInterval(sample, 200);
@@ -62,21 +68,34 @@ function compare(rows: Float32Array, scores: Float32Array, ref: { hidden: number
 
 const results: Record<string, unknown>[] = [];
 for (const c of values.configs!.split(",")) {
-  const [device, p] = c.split(":") as ["wasm" | "webgpu", Precision];
-  const row: Record<string, unknown> = { device, precision: p };
+  const [device, p] = c.split(":") as ["wasm" | "webgpu" | "wgsl", Precision];
+  const row: Record<string, unknown> = { device, precision: p ?? "f32 (checkpoint weights widened in the shader)" };
   results.push(row);
   try {
     const t0 = performance.now();
-    const engine = await HfEngine.load(values.model!, {
-      device,
-      precision: { weights: p, compute: p },
-      log: () => {},
-    });
+    let engine: HfEngine | WebGpuEngine;
+    if (device === "wgsl") {
+      const e = await WebGpuEngine.load(values.model!, { profile: true, tile: "auto" });
+      e.profiling = false;
+      row.loadSeconds = e.loadSeconds;
+      row.tile = tileName(e.tile);
+      row.tileMs = e.tileTimes;
+      row.adapter = e.adapterName;
+      engine = e;
+    } else {
+      const e = await HfEngine.load(values.model!, {
+        device,
+        precision: { weights: p, compute: p },
+        log: () => {},
+      });
+      row.convertSeconds = e.loadSeconds.convert;
+      row.sessionSeconds = e.loadSeconds.session;
+      row.conversion = e.manifest.stats;
+      engine = e;
+    }
     row.loadSeconds = (performance.now() - t0) / 1000;
-    row.convertSeconds = engine.loadSeconds.convert;
-    row.sessionSeconds = engine.loadSeconds.session;
-    row.conversion = engine.manifest.stats;
-    const use = device === "wasm" ? seqs.slice(0, Number(values["wasm-seqs"])) : seqs;
+    const budget = Number(values["budget-s"]) * 1000, started = performance.now();
+    const use = device === "wasm" ? seqs.slice(0, Number(values["wasm-seqs"])) : seqs.slice(0, checked);
     const H = engine.spec.hidden;
     // batch 1: accuracy against transformers, then speed (the first pass compiles shaders)
     const rows = new Float32Array(use.length * H), scores = new Float32Array(use.length);
@@ -95,16 +114,36 @@ for (const c of values.configs!.split(",")) {
     row.vsFloat32 = compare(rows, scores, refs.float32.slice(0, use.length), H);
     row.vsBfloat16 = compare(rows, scores, refs.bfloat16.slice(0, use.length), H);
     console.log(JSON.stringify(row));
-    if (device === "webgpu") {
-      const sorted = [...use].sort((a, b) => a.length - b.length);
-      const total = sorted.reduce((a, s) => a + s.length, 0);
+    if (device !== "wasm") {
+      // speed on the same length-sorted sequences transformers was timed on (as many as the budget allows)
+      const sorted = [...seqs].sort((a, b) => a.length - b.length);
       const perBatch: Record<string, number> = {};
       for (const b of values.batches!.split(",").map(Number)) {
         const t = performance.now();
-        for (let i = 0; i < sorted.length; i += b) await engine.run(sorted.slice(i, i + b));
-        perBatch[b] = total / ((performance.now() - t) / 1000);
+        let tokens = 0;
+        for (let i = 0; i < sorted.length; i += b) {
+          const part = sorted.slice(i, i + b);
+          await engine.run(part);
+          tokens += part.reduce((a, s) => a + s.length, 0);
+          if (performance.now() - started > budget) break;
+        }
+        perBatch[b] = tokens / ((performance.now() - t) / 1000);
+        if (performance.now() - started > budget) break;
       }
       row.tokensPerSecondByBatch = perBatch;
+      if (engine instanceof WebGpuEngine && engine.canProfile) {
+        // where the time goes: one profiled pass over a 1024-token-ish batch
+        engine.profiling = true;
+        const part = sorted.filter((s) => s.length <= 1100).slice(-1);
+        await engine.run(part);
+        const prof = engine.profile();
+        const total = Object.values(prof).reduce((a, v) => a + v.seconds, 0);
+        row.profileTokens = part[0]?.length;
+        row.profile = Object.fromEntries(
+          Object.entries(prof).map(([k, v]) => [k, { ms: v.seconds * 1000, share: v.seconds / total, calls: v.calls }]),
+        );
+        engine.profiling = false;
+      }
     }
     await engine.dispose();
   } catch (e) {

@@ -73,6 +73,7 @@ await main(async () => {
     precision: { type: "string" },
     cache_dir: { type: "string" },
     attention_gib: { type: "string" },
+    engine: { type: "string" },
   });
   const dataset = String(v.dataset ?? "prism");
   if (dataset !== "prism" && dataset !== "reddit") {
@@ -87,6 +88,8 @@ await main(async () => {
   --precision P        Hugging Face folders: auto (f16 on a GPU with shader-f16, else f32), f32, f16,
                        or f16-weights (f16 weights, f32 arithmetic); weights are converted once into
                        <model>/mrm-onnx-<weights>-<compute>/ (or --cache_dir)
+  --engine E           Hugging Face folders: auto (wgsl on webgpu, onnx on wasm), wgsl (our own WebGPU
+                       forward pass, f32 arithmetic on the checkpoint's weights), onnx (onnxruntime-web)
   --attention_gib G    attention-score memory of one forward pass (default 1); a sequence that needs
                        more is reported before encoding starts, never truncated
   --save_prefix P      store prefix (default data/emb/${dataset}/V2)
@@ -159,6 +162,10 @@ await main(async () => {
   if (!["auto", "f32", "f16", "f16-weights"].includes(precision)) {
     throw new ConfigError(`--precision must be auto, f32, f16 or f16-weights, got '${precision}'`);
   }
+  const engine = String(v.engine ?? "auto");
+  if (!["auto", "onnx", "wgsl"].includes(engine)) {
+    throw new ConfigError(`--engine must be auto, onnx or wgsl, got '${engine}'`);
+  }
   const attentionGiB = v.attention_gib === undefined ? 1 : Number(v.attention_gib);
   if (!(attentionGiB > 0)) throw new ConfigError(`--attention_gib expects a positive number, got '${v.attention_gib}'`);
   const encoder = await RewardEncoder.load(modelDir, {
@@ -168,6 +175,7 @@ await main(async () => {
     precision: precision as "auto",
     cacheDir: typeof v.cache_dir === "string" ? v.cache_dir : undefined,
     attentionGiB,
+    engine: engine as "auto",
     log: (line) => log.status(line),
   });
   const plan = planStore(pairs);

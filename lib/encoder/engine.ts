@@ -8,7 +8,9 @@
 import { FormatError } from "../errors.ts";
 import { exists } from "../fsutil.ts";
 import { openSession } from "./session.ts";
-import { HfEngine, isHfModelFolder } from "./hf/engine.ts";
+import { HfEngine, isHfModelFolder, readDecoderSpec } from "./hf/engine.ts";
+import { WebGpuEngine, wgslSupports } from "./webgpu/engine.ts";
+import { GEMM_TILE } from "./webgpu/shaders.ts";
 import type { Precision } from "./hf/graph.ts";
 import { type Device, gpuAdapter, pickDevice } from "./device.ts";
 
@@ -50,6 +52,12 @@ export interface EngineOptions {
    * larger batches are split, and a longer single sequence is refused @default 1
    */
   attentionGiB?: number;
+  /**
+   * Hugging Face folders: `wgsl` = this toolkit's own WebGPU forward pass (f32 arithmetic on
+   * the checkpoint's own weights, no conversion); `onnx` = the network built as ONNX on
+   * onnxruntime-web; `auto` = wgsl on the webgpu device, onnx on wasm @default "auto"
+   */
+  engine?: "auto" | "onnx" | "wgsl";
   /** progress lines (weight conversion) */
   log?: (line: string) => void;
 }
@@ -59,6 +67,16 @@ export async function openEngine(dir: string, opts: EngineOptions = {}): Promise
   const device = await pickDevice(opts.device);
   if (await exists(`${dir}/model.onnx`)) return await OnnxFolderEngine.open(dir, device, opts.threads ?? 1);
   if (await isHfModelFolder(dir)) {
+    const kind = opts.engine ?? "auto";
+    if (kind === "wgsl" || (kind === "auto" && device === "webgpu")) {
+      const unsupported = wgslSupports(await readDecoderSpec(dir));
+      if (!unsupported) {
+        // software adapters compile large tiles very slowly: keep the default tile there
+        const tile = (await gpuAdapter()) ? "auto" as const : GEMM_TILE;
+        return await WebGpuEngine.load(dir, { tile, log: opts.log });
+      }
+      if (kind === "wgsl") throw new FormatError(dir, `the WebGPU engine does not support ${unsupported}`);
+    }
     let p = opts.precision ?? "auto";
     if (p === "auto") p = device === "webgpu" && (await gpuAdapter())?.f16 ? "f16" : "f32";
     const precision = p === "f16-weights"

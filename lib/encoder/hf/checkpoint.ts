@@ -86,6 +86,26 @@ export class HfCheckpoint {
     return (await readTensor(file, w.name, header)).data;
   }
 
+  /** Reads a tensor's bytes as stored (little-endian), with its dtype: for engines that widen on the GPU. */
+  async readRaw(w: WeightName): Promise<{ bytes: Uint8Array<ArrayBuffer>; dtype: "F32" | "F16" | "BF16" }> {
+    const { file, header } = this.info(w);
+    const t = header.tensors[w.name];
+    const bytes = new Uint8Array(t.dataOffsets[1] - t.dataOffsets[0]);
+    const f = await Deno.open(file, { read: true });
+    try {
+      await f.seek(header.dataStart + t.dataOffsets[0], Deno.SeekMode.Start);
+      let off = 0;
+      while (off < bytes.length) {
+        const n = await f.read(bytes.subarray(off));
+        if (n === null) throw new FormatError(file, `ends inside '${w.name}'`);
+        off += n;
+      }
+    } finally {
+      f.close();
+    }
+    return { bytes, dtype: t.dtype };
+  }
+
   /** Opens a row reader over a 2-D tensor (the token embedding). */
   async rows(w: WeightName): Promise<RowReader> {
     const { file, header } = this.info(w);

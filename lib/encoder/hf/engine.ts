@@ -11,6 +11,7 @@ import { HfCheckpoint, type RowReader } from "./checkpoint.ts";
 import { buildDecoderGraph, type ConversionStats, type Precision, WeightFiles } from "./graph.ts";
 import { inverseFrequencies, ropeTables } from "./rope.ts";
 import type { BatchOutput, Device, EncoderEngine } from "../engine.ts";
+import { runSplit } from "../batching.ts";
 
 /** Bumped whenever the built graph changes, so old caches are rebuilt. */
 const GRAPH_VERSION = 1;
@@ -223,19 +224,11 @@ export class HfEngine implements EncoderEngine {
       const why = this.limit(s.length);
       if (why) throw new FormatError(this.spec.name, `a sequence of ${s.length} tokens ${why}`);
     }
-    const T = Math.max(...seqs.map((s) => s.length));
-    if (seqs.length > 1 && this.scoreBytes(seqs.length, T) > this.scoreBudget) {
-      const mid = Math.ceil(seqs.length / 2);
-      const [a, b] = [await this.run(seqs.slice(0, mid)), await this.run(seqs.slice(mid))];
-      const rows = new Float32Array(a.rows.length + b.rows.length);
-      rows.set(a.rows);
-      rows.set(b.rows, a.rows.length);
-      const logits = new Float32Array(seqs.length);
-      logits.set(a.logits!);
-      logits.set(b.logits!, mid);
-      return { rows, logits };
-    }
-    return await this.#forward(seqs, T);
+    return await runSplit(
+      seqs,
+      (b, t) => this.scoreBytes(b, t) <= this.scoreBudget,
+      (part) => this.#forward(part, Math.max(...part.map((s) => s.length))),
+    );
   }
 
   async #forward(seqs: number[][], T: number): Promise<BatchOutput> {
