@@ -9,8 +9,8 @@
 /** Storage formats of weight tensors. */
 export type WeightDtype = "BF16" | "F16" | "F32";
 
-/** `fn w4(e)`: four consecutive weight elements starting at element e (e % 4 == 0), widened to f32. */
-function weightLoader(name: string, dtype: WeightDtype): string {
+/** `fn <name>_4(e)` / `<name>_1(e)`: four weight elements from element e (e % 4 == 0), or one, widened to f32. */
+export function weightLoader(name: string, dtype: WeightDtype): string {
   if (dtype === "F32") {
     return `fn ${name}_4(e: u32) -> vec4<f32> {
   return vec4<f32>(bitcast<f32>(${name}[e]), bitcast<f32>(${name}[e + 1u]), bitcast<f32>(${name}[e + 2u]), bitcast<f32>(${name}[e + 3u]));
