@@ -15,7 +15,7 @@
  * ```
  * @module
  */
-export { adaptUser, scorePairs, scoreRows, type UserModel } from "./lib/model/user.ts";
+export { adaptUser, type Rows, scorePairs, scoreRows, type UserModel } from "./lib/model/user.ts";
 export { cloneParams, initParams, type Layer, type MrmParams } from "./lib/model/params.ts";
 export { adaptTheta, btLoss, type InnerOptions, type TaskGrad, taskGrad } from "./lib/model/kspace.ts";
 export { loadCheckpoint, saveCheckpoint } from "./lib/run/checkpoint.ts";

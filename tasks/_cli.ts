@@ -59,16 +59,42 @@ export function flagOptions(extra: Record<string, FlagOption>): Record<string, F
   return o;
 }
 
+/** `--dtype` of a written store: f32, f16 or bf16 (what the safetensors writer really writes). */
+export function parseStoreDtype(v: unknown): "F32" | "F16" | "BF16" {
+  const d = String(v ?? "f32").toUpperCase();
+  if (d !== "F32" && d !== "F16" && d !== "BF16") {
+    throw new ConfigError(`--dtype must be f32, f16 or bf16, got '${v}'`);
+  }
+  return d;
+}
+
+/**
+ * `--flag -1` as `--flag=-1` for value-taking flags, so that the release's own commands
+ * (`--seen_train_limit -1 --unseen_train_limit -1`) carry over; node's parseArgs would
+ * otherwise read `-1` as a short option.
+ */
+export function joinNegativeValues(args: string[], options: ReturnType<typeof flagOptions>): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const name = args[i].startsWith("--") && !args[i].includes("=") ? args[i].slice(2) : undefined;
+    if (name && options[name]?.type === "string" && /^-(\d|\.\d)/.test(args[i + 1] ?? "")) {
+      out.push(`${args[i]}=${args[++i]}`);
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
 /** Parses argv strictly, turning unknown flags into a ConfigError. */
 export function parse(
   args: string[],
   options: ReturnType<typeof flagOptions>,
 ): Record<string, string | boolean | string[] | undefined> {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values as Record<
-      string,
-      string | boolean | string[] | undefined
-    >;
+    return parseArgs({ args: joinNegativeValues(args, options), options, strict: true, allowPositionals: false })
+      .values as Record<
+        string,
+        string | boolean | string[] | undefined
+      >;
   } catch (e) {
     throw new ConfigError(`${(e as Error).message} (see --help)`);
   }

@@ -10,7 +10,7 @@ import { encodeStore, parseShard, planStore, shardPairs, shardPrefix } from "../
 import { ConfigError } from "../lib/errors.ts";
 import { exists } from "../lib/fsutil.ts";
 import { formatDuration, RunLog } from "../lib/run/log.ts";
-import { main, parse } from "./_cli.ts";
+import { main, parse, parseStoreDtype } from "./_cli.ts";
 
 const DEFAULT_MODEL = "Skywork/Skywork-Reward-V2-Llama-3.1-8B";
 
@@ -94,7 +94,7 @@ await main(async () => {
                        more is reported before encoding starts, never truncated
   --save_prefix P      store prefix (default data/emb/${dataset}/V2)
   --raw_dir DIR        use raw files already there (default data/raw/${dataset}, downloading what is missing)
-  --dtype f32|f16      embedding dtype written (default f32)
+  --dtype f32|f16|bf16 embedding dtype written (default f32)
   --device auto|wasm|webgpu   onnxruntime-web execution provider (default auto)
   --shard i/n          encode only slice i of n (users in sorted order); merge with deno task merge-shards
   --batch_size N       sequences per forward pass (default 8)
@@ -152,8 +152,7 @@ await main(async () => {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new ConfigError(`--batch_size expects a positive integer, got '${v.batch_size}'`);
   }
-  const dtype = String(v.dtype ?? "f32").toUpperCase();
-  if (dtype !== "F32" && dtype !== "F16") throw new ConfigError(`--dtype must be f32 or f16, got '${v.dtype}'`);
+  const dtype = parseStoreDtype(v.dtype);
   const device = String(v.device ?? "auto");
   if (!["auto", "wasm", "webgpu"].includes(device)) {
     throw new ConfigError(`--device must be auto, wasm or webgpu, got '${device}'`);
@@ -213,7 +212,7 @@ await main(async () => {
     return e;
   };
   const r = await encodeStore(prefix, plan, encode, {
-    dtype: dtype as "F32" | "F16",
+    dtype,
     info: { encoder: encoder.name, model_path: modelDir, dataset },
     onProgress: (p) => {
       const rate = p.rowsDone / Math.max(p.seconds, 1e-9);

@@ -95,7 +95,7 @@ export interface WriteProgress {
 
 /** Options of encodeStore. */
 export interface EncodeStoreOptions {
-  dtype?: "F32" | "F16";
+  dtype?: "F32" | "F16" | "BF16";
   /** rows per appended chunk @default 64 */
   chunkRows?: number;
   info?: Record<string, string>;
@@ -211,7 +211,7 @@ export async function encodeStore(
 export async function mergeStores(
   prefixes: string[],
   out: string,
-  { dtype = "F32" }: { dtype?: "F32" | "F16" } = {},
+  { dtype = "F32" }: { dtype?: "F32" | "F16" | "BF16" } = {},
 ): Promise<{ users: number; rows: number }> {
   const stores = [];
   for (const p of prefixes) stores.push(await loadStore(p));

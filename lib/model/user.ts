@@ -11,11 +11,36 @@ export interface UserModel {
   theta: Float64Array;
 }
 
-function rowsOf(name: string, x: Float32Array, dim: number): number {
-  if (x.length % dim !== 0) {
-    throw new ConfigError(`${name}: ${x.length} values is not a whole number of rows of H=${dim}`);
+/** Embedding rows: one flat row-major array (n x H), or an array of rows of H values each. */
+export type Rows = Float32Array | ArrayLike<number>[];
+
+/**
+ * Checks rows at the public boundary and returns them flat: every row must have exactly
+ * H values (a list of rows catches a model/encoder width mismatch that a flat array
+ * whose length happens to be a multiple of H cannot), and every value must be finite.
+ */
+function flatRows(name: string, x: Rows, dim: number): { data: Float32Array; n: number } {
+  let data: Float32Array;
+  if (x instanceof Float32Array) {
+    if (x.length % dim !== 0) {
+      throw new ConfigError(`${name}: ${x.length} values is not a whole number of rows of H=${dim}`);
+    }
+    data = x;
+  } else {
+    data = new Float32Array(x.length * dim);
+    x.forEach((row, i) => {
+      if (row.length !== dim) {
+        throw new ConfigError(`${name}: row ${i} has ${row.length} values, the model has H=${dim}`);
+      }
+      data.set(row, i * dim);
+    });
   }
-  return x.length / dim;
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      throw new ConfigError(`${name}: row ${Math.floor(i / dim)} holds a non-finite value (${data[i]})`);
+    }
+  }
+  return { data, n: data.length / dim };
 }
 
 /**
@@ -32,25 +57,30 @@ function rowsOf(name: string, x: Float32Array, dim: number): number {
  */
 export function adaptUser(
   params: MrmParams,
-  chosen: Float32Array,
-  rejected: Float32Array,
+  chosen: Rows,
+  rejected: Rows,
   { innerLr = 1e-3, innerSteps = 5 }: { innerLr?: number; innerSteps?: number } = {},
 ): UserModel {
-  const n = rowsOf("chosen", chosen, params.dim);
-  if (rowsOf("rejected", rejected, params.dim) !== n) {
-    throw new ConfigError("chosen and rejected must have the same number of rows");
+  if (!(Number.isFinite(innerLr) && innerLr > 0)) {
+    throw new ConfigError(`innerLr must be a positive number, got ${innerLr}`);
   }
+  if (!(Number.isInteger(innerSteps) && innerSteps >= 0)) {
+    throw new ConfigError(`innerSteps must be a non-negative integer, got ${innerSteps}`);
+  }
+  const c0 = flatRows("chosen", chosen, params.dim), r0 = flatRows("rejected", rejected, params.dim);
+  const n = c0.n;
+  if (r0.n !== n) throw new ConfigError("chosen and rejected must have the same number of rows");
   if (n === 0) throw new ConfigError("adaptUser needs at least one (chosen, rejected) pair");
-  const c = baseOutputs(params, chosen, n), r = baseOutputs(params, rejected, n);
+  const c = baseOutputs(params, c0.data, n), r = baseOutputs(params, r0.data, n);
   const z = new Float64Array(c.length);
   for (let i = 0; i < z.length; i++) z[i] = c[i] - r[i];
   return { params, theta: adaptTheta(params.sharedWeight, z, n, { lr: innerLr, steps: innerSteps }) };
 }
 
 /** The user's rewards of embedding rows X (n x H). */
-export function scoreRows(user: UserModel, x: Float32Array): Float64Array {
-  const n = rowsOf("rows", x, user.params.dim);
-  const K = user.theta.length, w = softmax(user.theta), phi = baseOutputs(user.params, x, n);
+export function scoreRows(user: UserModel, x: Rows): Float64Array {
+  const { data, n } = flatRows("rows", x, user.params.dim);
+  const K = user.theta.length, w = softmax(user.theta), phi = baseOutputs(user.params, data, n);
   const r = new Float64Array(n);
   for (let i = 0; i < n; i++) for (let k = 0; k < K; k++) r[i] += w[k] * phi[i * K + k];
   return r;
@@ -59,8 +89,8 @@ export function scoreRows(user: UserModel, x: Float32Array): Float64Array {
 /** Scores pairs: rewards of chosen and rejected rows and whether the user prefers chosen (strictly). */
 export function scorePairs(
   user: UserModel,
-  chosen: Float32Array,
-  rejected: Float32Array,
+  chosen: Rows,
+  rejected: Rows,
 ): { chosen: Float64Array; rejected: Float64Array; prefersChosen: boolean[] } {
   const c = scoreRows(user, chosen), r = scoreRows(user, rejected);
   if (c.length !== r.length) throw new ConfigError("chosen and rejected must have the same number of rows");

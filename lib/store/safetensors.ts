@@ -259,15 +259,31 @@ export async function readAll(
   return { tensors, metadata: h.metadata };
 }
 
+/** Converts float32 to bfloat16 (round to nearest even; NaN stays NaN). */
+export function f32ToBf16(src: Float32Array, dst: Uint16Array): void {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) {
+    const x = u[i];
+    if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) {
+      dst[i] = (x >>> 16) | 0x40;
+      continue;
+    }
+    dst[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+}
+
 /**
- * Writes tensors atomically. `dtype` F16 halves the file; tensors keep their
+ * Writes tensors atomically. `dtype` F16 or BF16 halves the file; tensors keep their
  * insertion order; the data section starts 8-byte aligned.
  */
 export async function writeSafetensors(
   path: string,
   tensors: Record<string, TensorToWrite>,
-  { metadata = {}, dtype = "F32" }: { metadata?: Record<string, string>; dtype?: "F32" | "F16" } = {},
+  { metadata = {}, dtype = "F32" }: { metadata?: Record<string, string>; dtype?: Dtype } = {},
 ): Promise<void> {
+  if (!(dtype in BYTES)) {
+    throw new FormatError(path, `cannot write dtype ${JSON.stringify(dtype)} (written: F32, F16, BF16)`);
+  }
   const header: Record<string, unknown> = {};
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   const width = BYTES[dtype];
@@ -299,7 +315,8 @@ export async function writeSafetensors(
         for (let i = 0; i < t.data.length; i += step) {
           const part = t.data.subarray(i, i + step);
           const h = new Uint16Array(part.length);
-          f32ToF16(part, h);
+          if (dtype === "F16") f32ToF16(part, h);
+          else f32ToBf16(part, h);
           yield new Uint8Array(h.buffer);
         }
       }

@@ -49,7 +49,59 @@ export async function readStoreMeta(file: string, n?: number): Promise<StoreMeta
   } catch (e) {
     throw new FormatError(file, `not valid JSON (${(e as Error).message})`);
   }
+  const dup = duplicateTopLevelKey(text);
+  if (dup !== undefined) {
+    throw new FormatError(file, `user id ${JSON.stringify(dup)} appears twice (JSON would keep only the last)`);
+  }
   return validateStoreMeta(file, json, n);
+}
+
+/** The first key that occurs twice at the top level of a (valid) JSON object text, if any. */
+export function duplicateTopLevelKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (text[j] !== '"') j += text[j] === "\\" ? 2 : 1;
+      if (depth === 1) {
+        let k = j + 1;
+        while (/\s/.test(text[k] ?? "")) k++;
+        if (text[k] === ":") {
+          const key = JSON.parse(text.slice(i, j + 1)) as string;
+          if (seen.has(key)) return key;
+          seen.add(key);
+        }
+      }
+      i = j;
+    } else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") depth--;
+  }
+  return undefined;
+}
+
+/** Refuses non-finite embedding values, naming the first rows and the users whose pairs use them. */
+export function checkFinite(file: string, data: Float32Array, dim: number, meta: StoreMeta): void {
+  const bad: number[] = [];
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i])) {
+      const row = Math.floor(i / dim);
+      if (bad[bad.length - 1] !== row) bad.push(row);
+      i = (row + 1) * dim - 1;
+    }
+  }
+  if (!bad.length) return;
+  const rows = new Set(bad);
+  const users = Object.entries(meta).filter(([, es]) =>
+    es.some((e) => rows.has(e.chosen_idx) || rows.has(e.rejected_idx))
+  ).map(([u]) => u);
+  throw new FormatError(
+    file,
+    `${bad.length} embedding row(s) hold NaN or Inf: rows ${bad.slice(0, 10).join(", ")}${
+      bad.length > 10 ? ", ..." : ""
+    } (users ${users.slice(0, 10).join(", ")}${users.length > 10 ? ", ..." : ""}); re-encode them`,
+  );
 }
 
 /** Checks the metadata object's shape and every index; returns it typed. */
@@ -104,6 +156,7 @@ export async function loadStore(prefix: string): Promise<EmbeddingStore> {
   const [n, dim] = info.shape;
   const meta = await readStoreMeta(`${prefix}.json`, n);
   const { data } = await readTensor(stFile, "embeddings", header);
+  checkFinite(stFile, data, dim, meta);
   return { prefix, embeddings: data, n, dim, meta, info: header.metadata };
 }
 
@@ -113,7 +166,7 @@ export async function writeStore(
   embeddings: Float32Array,
   dim: number,
   meta: StoreMeta,
-  { dtype = "F32", info = {} }: { dtype?: "F32" | "F16"; info?: Record<string, string> } = {},
+  { dtype = "F32", info = {} }: { dtype?: "F32" | "F16" | "BF16"; info?: Record<string, string> } = {},
 ): Promise<void> {
   if (embeddings.length % dim !== 0) {
     throw new Error(`writeStore: ${embeddings.length} values are not a multiple of H=${dim}`);
