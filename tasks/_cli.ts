@@ -183,7 +183,7 @@ export async function openComparisonStore(
   await requireStore(prefix, "synthetic");
   const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
   const store = await loadStore(prefix);
-  const truth = await readTruth(prefix);
+  const truth = await readTruth(prefix, { meta: store.meta });
   const name = typeof v.preset === "string" ? v.preset : truth ? "synthetic" : detectSplitStyle(store.meta);
   const config = { ...preset(name), ...defaults, splitStyle: detectSplitStyle(store.meta) };
   applyConfigFlags(config, v);

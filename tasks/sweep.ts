@@ -15,6 +15,12 @@ import {
   timestamped,
 } from "./_cli.ts";
 
+function applyAndCopy(c: TrainConfig, s: Record<string, string>): TrainConfig {
+  const copy = structuredClone(c);
+  applyConfigFlags(copy, s);
+  return copy;
+}
+
 await main(async () => {
   const v = parse(
     Deno.args,
@@ -37,6 +43,16 @@ ${configHelp(preset("synthetic"))}`);
     if (!CONFIG_FLAGS[a.flag]) throw new ConfigError(`--grid ${a.flag}: not a training flag (see --help)`);
   }
   const { store, truth, name, config: base, backend } = await openComparisonStore(v, { valHoldout: 0.2 });
+  // every value of every axis is checked before the first run, not when its run comes up
+  for (const a of grid) {
+    for (const value of a.values) {
+      try {
+        validateConfig(applyAndCopy(base, { [a.flag]: value }));
+      } catch (e) {
+        throw new ConfigError(`--grid ${a.flag}=${value}: ${(e as Error).message}`);
+      }
+    }
+  }
   const prefix = base.data;
   const apply = (c: TrainConfig, s: Record<string, string>) => {
     applyConfigFlags(c, s);

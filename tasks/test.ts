@@ -89,7 +89,7 @@ ${configHelp(preset(dataset))}`);
     } s)`,
   );
   const rows: (string | number)[][] = [accuracyRow("MRM", r, { medians: true })];
-  const truth = await readTruth(config.data);
+  const truth = await readTruth(config.data, { meta: store.meta });
   if (truth) rows.push(accuracyRow("oracle", oracleAccuracy(truth, [...seen, ...unseen]), { medians: true }));
   console.log(table(accuracyHeader({ medians: true }), rows));
   if (typeof v.out === "string") {

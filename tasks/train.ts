@@ -71,7 +71,7 @@ ${configHelp(config)}`);
   const log = new RunLog();
   log.line(`loading ${config.data} (backend ${backend})`);
   const store = await loadStore(config.data);
-  const truth = await readTruth(config.data);
+  const truth = await readTruth(config.data, { meta: store.meta });
 
   const summaries: RunSummary[] = [];
   const baseOut = typeof v.out === "string" ? v.out : timestamped(`output/${config.dataset}`, shortConfig(config));

@@ -1,9 +1,11 @@
 /** Inputs that used to give silent wrong results or traces (the trust issue), one test per item fixed. */
 import assert from "node:assert/strict";
 import { loadStore, writeStore } from "../lib/store/store.ts";
+import { writeSafetensors } from "../lib/store/safetensors.ts";
 import { adaptUser, initParams, scorePairs } from "../mod.ts";
 import { applyConfigFlags, flagOptions, parse } from "../tasks/_cli.ts";
 import { preset } from "../lib/presets.ts";
+import { readTruth } from "../lib/eval/oracle.ts";
 import { randomArray, tempDir, tinyStore } from "./helpers.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -81,6 +83,43 @@ Deno.test("library: adaptUser/scorePairs refuse mis-sized rows, non-finite value
   assert.deepEqual(s1, s2);
 });
 
+Deno.test("truth files that are not the toolkit's own are ignored with one warning, not a crash", async () => {
+  await using t = await tempDir();
+  const { meta } = await tinyStore(`${t.dir}/s`, { users: 2, pairs: 3 });
+  const warnings: string[] = [];
+  const read = () => readTruth(`${t.dir}/s`, { meta, warn: (m) => warnings.push(m) });
+  for (
+    const [content, why] of [
+      ["{not json", /not valid JSON/],
+      [JSON.stringify({ users: {}, something: 1 }), /not this toolkit's truth file/],
+      [
+        JSON.stringify({ users: { u0: { kind: "typical", weights: [1] } }, oracle: { u0: [0.5, 0.5, 0.5] } }),
+        /no oracle for user 'u1' \(a partial truth file\)/,
+      ],
+      [
+        JSON.stringify({ users: {}, oracle: { u0: [0.5, 2, 0.5] } }),
+        /oracle of user 'u0' is not a list of probabilities/,
+      ],
+    ] as const
+  ) {
+    await Deno.writeTextFile(`${t.dir}/s.truth.json`, content);
+    assert.equal(await read(), undefined);
+    assert.match(warnings.at(-1)!, why);
+  }
+  const good = {
+    users: { u0: { kind: "typical", weights: [1] }, u1: { kind: "contrarian", weights: [1] } },
+    oracle: { u0: [0.9, 0.1, 0.5], u1: [0.2, 0.3, 0.4] },
+  };
+  await Deno.writeTextFile(`${t.dir}/s.truth.json`, JSON.stringify(good));
+  assert.ok(await read());
+  // a string chosen_idx is a type problem, not a range problem
+  const bad = structuredClone(meta) as Record<string, { chosen_idx: unknown }[]>;
+  bad.u0[0].chosen_idx = "3";
+  await Deno.writeTextFile(`${t.dir}/s.json`, JSON.stringify(bad));
+  await writeSafetensors(`${t.dir}/s.safetensors`, { embeddings: { data: randomArray(12 * 8, 1), shape: [12, 8] } });
+  await assert.rejects(loadStore(`${t.dir}/s`), /user 'u0' entry 0: chosen_idx must be an integer row index, got "3"/);
+});
+
 Deno.test("stores: NaN/Inf rows are refused naming rows and users; a duplicated user id is refused naming it", async () => {
   await using t = await tempDir();
   const { embeddings, meta } = await tinyStore(`${t.dir}/s`, { users: 3 });
@@ -89,8 +128,23 @@ Deno.test("stores: NaN/Inf rows are refused naming rows and users; a duplicated 
   bad[30 * 8] = Infinity; // row 30: u2
   await writeStore(`${t.dir}/s`, bad, 8, meta);
   await assert.rejects(loadStore(`${t.dir}/s`), /2 embedding row\(s\) hold NaN or Inf: rows 13, 30 \(users u1, u2\)/);
-  await writeStore(`${t.dir}/s`, randomArray(36 * 8, 3), 8, meta);
-  const text = await Deno.readTextFile(`${t.dir}/s.json`);
+  // a store converted from elsewhere (no recorded JSON hash) with a duplicated user id
+  await writeSafetensors(`${t.dir}/s.safetensors`, { embeddings: { data: randomArray(36 * 8, 3), shape: [36, 8] } });
+  const text = JSON.stringify(meta);
   await Deno.writeTextFile(`${t.dir}/s.json`, text.replace('"u2":', '"u0":'));
   await assert.rejects(loadStore(`${t.dir}/s`), /user id "u0" appears twice/);
+});
+
+Deno.test("stores: the two files provably belong together; a JSON from another write is refused, old stores still load", async () => {
+  await using t = await tempDir();
+  const a = await tinyStore(`${t.dir}/a`, { users: 3 });
+  await tinyStore(`${t.dir}/b`, { users: 3, pairs: 4 });
+  assert.match((await loadStore(`${t.dir}/a`)).info.json_sha256, /^[0-9a-f]{64}$/);
+  // a kill between the renames of a rewrite: new .json beside the old .safetensors
+  await Deno.copyFile(`${t.dir}/b.json`, `${t.dir}/a.json`);
+  await assert.rejects(loadStore(`${t.dir}/a`), /a\.json: is not the metadata written with the embeddings beside it/);
+  // a store without the hash (converted from the release) loads as before
+  await writeSafetensors(`${t.dir}/a.safetensors`, { embeddings: { data: a.embeddings, shape: [36, 8] } });
+  await Deno.writeTextFile(`${t.dir}/a.json`, JSON.stringify(a.meta));
+  assert.equal((await loadStore(`${t.dir}/a`)).n, 36);
 });

@@ -4,10 +4,57 @@ import type { UserTask } from "../data/tasks.ts";
 import { exists } from "../fsutil.ts";
 import { type GroupStats, groupStats } from "./evaluate.ts";
 
-/** Reads `<prefix>.truth.json` when present. */
-export async function readTruth(prefix: string): Promise<SynthTruth | undefined> {
+/**
+ * Reads `<prefix>.truth.json` when present and it is this toolkit's own (users with a
+ * kind and weights, an oracle probability list per user). Anything else (another
+ * generator's file, a partial one, not JSON) is ignored with one warning: the run goes
+ * on without the oracle row. `meta`, when given, must match: every user's oracle list
+ * has one probability per entry.
+ */
+export async function readTruth(
+  prefix: string,
+  { meta, warn = (m: string) => console.error(`warning: ${m}`) }: {
+    meta?: Record<string, unknown[]>;
+    warn?: (message: string) => void;
+  } = {},
+): Promise<SynthTruth | undefined> {
   const f = `${prefix}.truth.json`;
-  return (await exists(f)) ? JSON.parse(await Deno.readTextFile(f)) : undefined;
+  if (!(await exists(f))) return undefined;
+  const problem = (why: string) => {
+    warn(`${f}: ${why}; going on without the oracle`);
+    return undefined;
+  };
+  let t: Record<string, unknown>;
+  try {
+    t = JSON.parse(await Deno.readTextFile(f));
+  } catch (e) {
+    return problem(`not valid JSON (${(e as Error).message})`);
+  }
+  if (
+    !t || typeof t !== "object" || typeof t.users !== "object" || typeof t.oracle !== "object" || !t.users || !t.oracle
+  ) {
+    return problem("not this toolkit's truth file (expected users and oracle objects)");
+  }
+  const users = t.users as Record<string, unknown>, oracle = t.oracle as Record<string, unknown>;
+  for (const [u, v] of Object.entries(users)) {
+    const w = v as { kind?: unknown; weights?: unknown };
+    if (!w || typeof w.kind !== "string" || !Array.isArray(w.weights)) return problem(`user '${u}' lacks kind/weights`);
+  }
+  for (const [u, p] of Object.entries(oracle)) {
+    if (!Array.isArray(p) || p.some((x) => typeof x !== "number" || !(x >= 0 && x <= 1))) {
+      return problem(`oracle of user '${u}' is not a list of probabilities`);
+    }
+  }
+  if (meta) {
+    for (const [u, entries] of Object.entries(meta)) {
+      const p = oracle[u] as number[] | undefined;
+      if (!p) return problem(`no oracle for user '${u}' (a partial truth file)`);
+      if (p.length !== entries.length) {
+        return problem(`user '${u}' has ${entries.length} pairs, the oracle ${p.length}`);
+      }
+    }
+  }
+  return t as unknown as SynthTruth;
 }
 
 /**

@@ -2,6 +2,7 @@
  * The embedding store: `<prefix>.safetensors` (one `embeddings` tensor [N, H]) and
  * `<prefix>.json` (user id -> list of pair entries indexing rows of it).
  */
+import { createHash } from "node:crypto";
 import { FormatError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { readHeader, readTensor, writeSafetensors } from "./safetensors.ts";
@@ -35,7 +36,7 @@ export interface EmbeddingStore {
 }
 
 /** Reads and validates `<prefix>.json` against a row count `n` (when known). */
-export async function readStoreMeta(file: string, n?: number): Promise<StoreMeta> {
+export async function readStoreMeta(file: string, n?: number, expectSha256?: string): Promise<StoreMeta> {
   let text: string;
   try {
     text = await Deno.readTextFile(file);
@@ -49,11 +50,22 @@ export async function readStoreMeta(file: string, n?: number): Promise<StoreMeta
   } catch (e) {
     throw new FormatError(file, `not valid JSON (${(e as Error).message})`);
   }
+  if (expectSha256 && sha256(text) !== expectSha256) {
+    throw new FormatError(
+      file,
+      "is not the metadata written with the embeddings beside it (its sha256 differs from the one recorded in the " +
+        ".safetensors): a write was interrupted or files of two stores were mixed; re-run the step that wrote them",
+    );
+  }
   const dup = duplicateTopLevelKey(text);
   if (dup !== undefined) {
     throw new FormatError(file, `user id ${JSON.stringify(dup)} appears twice (JSON would keep only the last)`);
   }
   return validateStoreMeta(file, json, n);
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
 }
 
 /** The first key that occurs twice at the top level of a (valid) JSON object text, if any. */
@@ -120,7 +132,13 @@ export function validateStoreMeta(file: string, json: unknown, n?: number): Stor
       if (!e || typeof e !== "object") throw new FormatError(file, `user '${u}' entry ${i}: expected an object`);
       for (const k of ["chosen_idx", "rejected_idx"] as const) {
         const v = (e as Record<string, unknown>)[k];
-        if (!Number.isInteger(v) || (v as number) < 0 || (n !== undefined && (v as number) >= n)) {
+        if (typeof v !== "number" || !Number.isInteger(v)) {
+          throw new FormatError(
+            file,
+            `user '${u}' entry ${i}: ${k} must be an integer row index, got ${JSON.stringify(v)}`,
+          );
+        }
+        if (v < 0 || (n !== undefined && v >= n)) {
           throw new FormatError(
             file,
             `user '${u}' entry ${i}: ${k} ${JSON.stringify(v)} is out of range [0, ${n ?? "N"})`,
@@ -154,7 +172,7 @@ export async function loadStore(prefix: string): Promise<EmbeddingStore> {
     throw new FormatError(stFile, `'embeddings' must be 2-D [N, H], got shape ${JSON.stringify(info.shape)}`);
   }
   const [n, dim] = info.shape;
-  const meta = await readStoreMeta(`${prefix}.json`, n);
+  const meta = await readStoreMeta(`${prefix}.json`, n, header.metadata.json_sha256);
   const { data } = await readTensor(stFile, "embeddings", header);
   checkFinite(stFile, data, dim, meta);
   return { prefix, embeddings: data, n, dim, meta, info: header.metadata };
@@ -175,9 +193,12 @@ export async function writeStore(
   validateStoreMeta(`${prefix}.json`, meta, n);
   const dir = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : ".";
   await Deno.mkdir(dir, { recursive: true });
+  // the JSON goes first and the embeddings record its hash: a kill between the two renames
+  // leaves a pair that loadStore refuses instead of one that trains on the wrong rows
+  const text = JSON.stringify(meta);
+  await writeFileAtomic(`${prefix}.json`, text);
   await writeSafetensors(`${prefix}.safetensors`, { embeddings: { data: embeddings, shape: [n, dim] } }, {
     dtype,
-    metadata: { format: "pt", dtype, created: new Date().toISOString(), ...info },
+    metadata: { format: "pt", dtype, created: new Date().toISOString(), ...info, json_sha256: sha256(text) },
   });
-  await writeFileAtomic(`${prefix}.json`, JSON.stringify(meta));
 }

@@ -29,7 +29,10 @@ Deno.test("store: F16 store loads as float32 within half precision", async () =>
 Deno.test("store: bad metadata is refused naming the file and problem, before embeddings load", async () => {
   await using t = await tempDir();
   const p = `${t.dir}/s`;
-  await tinyStore(p, { users: 2, pairs: 2, dim: 4 });
+  const { embeddings } = await tinyStore(p, { users: 2, pairs: 2, dim: 4 });
+  // without a recorded JSON hash (as converted stores are), so each edit reaches the metadata checks
+  const { writeSafetensors } = await import("../../lib/store/safetensors.ts");
+  await writeSafetensors(`${p}.safetensors`, { embeddings: { data: embeddings, shape: [8, 4] } });
   const bad = async (json: string, re: RegExp) => {
     await Deno.writeTextFile(`${p}.json`, json);
     await assert.rejects(
