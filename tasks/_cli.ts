@@ -154,6 +154,24 @@ export async function main(fn: () => Promise<void>): Promise<void> {
   }
 }
 
+/**
+ * `base`, or `base-2`, `base-3`, ...: the first name not taken, claimed by creating it
+ * (mkdir fails when another process got there first), so two runs started in the same
+ * second get different folders.
+ */
+export async function uniqueFolder(base: string): Promise<string> {
+  await Deno.mkdir(base.slice(0, base.lastIndexOf("/")) || ".", { recursive: true });
+  for (let i = 1;; i++) {
+    const name = i === 1 ? base : `${base}-${i}`;
+    try {
+      await Deno.mkdir(name);
+      return name;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+    }
+  }
+}
+
 /** `<dir>/<timestamp>_<tag>` with a sortable UTC timestamp. */
 export function timestamped(dir: string, tag: string): string {
   const ts = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");

@@ -9,7 +9,7 @@ import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
 import { accuracyHeader, accuracyRow, meanStd, table } from "../lib/report/table.ts";
 import { loadStore } from "../lib/store/store.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
-import { applyConfigFlags, configHelp, flagOptions, main, parse, timestamped } from "./_cli.ts";
+import { applyConfigFlags, configHelp, flagOptions, main, parse, timestamped, uniqueFolder } from "./_cli.ts";
 
 await main(async () => {
   const opts = flagOptions({
@@ -20,6 +20,7 @@ await main(async () => {
     out: { type: "string" },
     init: { type: "string" },
     resume: { type: "string" },
+    overwrite: { type: "boolean" },
     backend: { type: "string" },
     repeat: { type: "string" },
   });
@@ -32,6 +33,7 @@ await main(async () => {
   --out DIR              run folder (default output/${config.dataset}/<timestamp>_<config>)
   --init CKPT            start from a checkpoint's weights (ours or a converted PyTorch one)
   --resume RUN           continue an interrupted run folder from its last checkpoint
+  --overwrite            empty an existing --out folder first (otherwise it is refused)
   --backend cpu|wasm|webgpu  tfjs backend (default wasm: faster than webgpu even on an H200, see README)
   --repeat N             run seeds seed..seed+N-1 and report mean ± std (default 1)
 ${configHelp(config)}`);
@@ -74,7 +76,10 @@ ${configHelp(config)}`);
   const truth = await readTruth(config.data, { meta: store.meta });
 
   const summaries: RunSummary[] = [];
-  const baseOut = typeof v.out === "string" ? v.out : timestamped(`output/${config.dataset}`, shortConfig(config));
+  if (v.out === "") throw new ConfigError("--out needs a folder name");
+  const baseOut = typeof v.out === "string"
+    ? v.out
+    : await uniqueFolder(timestamped(`output/${config.dataset}`, shortConfig(config)));
   for (let r = 0; r < repeat; r++) {
     const c = { ...config, seed: config.seed + r };
     const outDir = resumeDir ?? (repeat > 1 ? `${baseOut}/seed_${c.seed}` : baseOut);
@@ -82,6 +87,7 @@ ${configHelp(config)}`);
       outDir,
       init: v.init as string | undefined,
       resume: Boolean(resumeDir),
+      overwrite: v.overwrite === true,
       log,
     });
     if (truth) {

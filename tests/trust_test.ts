@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { loadStore, writeStore } from "../lib/store/store.ts";
 import { writeSafetensors } from "../lib/store/safetensors.ts";
 import { adaptUser, initParams, scorePairs } from "../mod.ts";
-import { applyConfigFlags, flagOptions, parse } from "../tasks/_cli.ts";
+import { applyConfigFlags, flagOptions, parse, uniqueFolder } from "../tasks/_cli.ts";
 import { preset } from "../lib/presets.ts";
 import { readTruth } from "../lib/eval/oracle.ts";
 import { randomArray, tempDir, tinyStore } from "./helpers.ts";
@@ -147,4 +147,66 @@ Deno.test("stores: the two files provably belong together; a JSON from another w
   await writeSafetensors(`${t.dir}/a.safetensors`, { embeddings: { data: a.embeddings, shape: [36, 8] } });
   await Deno.writeTextFile(`${t.dir}/a.json`, JSON.stringify(a.meta));
   assert.equal((await loadStore(`${t.dir}/a`)).n, 36);
+});
+
+Deno.test("a run whose loss turns NaN stops with a message and exit 2; sweep refuses a bad grid value before any run", async () => {
+  await using t = await tempDir();
+  await tinyStore(`${t.dir}/s`, { users: 8, pairs: 6, convs: 3, dim: 8 });
+  const args = ["--preset", "prism", "--data", `${t.dir}/s`, "--epochs", "3", "--save_freq", "1"];
+  const r = await task("train.ts", [...args, "--inner_lr", "1e308", "--out", `${t.dir}/run`]);
+  assert.equal(r.code, 2, r.err);
+  assert.match(r.err, /epoch 1: the meta-loss is NaN.*training stopped.*--inner_lr 1e\+308/s);
+  assert.ok(
+    !(await Deno.stat(`${t.dir}/run/epoch_1.safetensors`).catch(() => false)),
+    "nothing of the broken epoch saved",
+  );
+  const s = await task("sweep.ts", [
+    "--preset",
+    "prism",
+    "--data",
+    `${t.dir}/s`,
+    "--grid",
+    "inner_lr=1e-3,abc",
+    "--out",
+    `${t.dir}/sweep`,
+  ]);
+  assert.equal(s.code, 2);
+  assert.match(s.err, /--grid inner_lr=abc: --inner_lr expects a number, got 'abc'/);
+  assert.ok(!(await Deno.stat(`${t.dir}/sweep`).catch(() => false)), "no run started");
+});
+
+Deno.test("run folders: refused when non-empty, --overwrite empties, locked while a run writes, unique default names", async () => {
+  await using t = await tempDir();
+  await tinyStore(`${t.dir}/s`, { users: 8, pairs: 6, convs: 3, dim: 8 });
+  const args = ["--preset", "prism", "--data", `${t.dir}/s`, "--epochs", "2", "--save_freq", "1"];
+  assert.equal((await task("train.ts", [...args, "--out", `${t.dir}/run`])).code, 0);
+  let r = await task("train.ts", [...args, "--epochs", "1", "--out", `${t.dir}/run`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--out .*run already holds \d+ file\(s\).*--resume .*--overwrite/);
+  r = await task("train.ts", [...args, "--epochs", "1", "--out", `${t.dir}/run`, "--overwrite"]);
+  assert.equal(r.code, 0, r.err);
+  const names = [...Deno.readDirSync(`${t.dir}/run`)].map((e) => e.name);
+  assert.ok(
+    names.includes("epoch_1.safetensors") && !names.includes("epoch_2.safetensors"),
+    `no stale files: ${names}`,
+  );
+  assert.ok(!names.includes(".lock"), "lock released");
+  r = await task("train.ts", [...args, "--out="]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--out needs a folder name/);
+  // a live process's lock is respected; a dead one's is taken over
+  await Deno.mkdir(`${t.dir}/locked`);
+  await Deno.writeTextFile(`${t.dir}/locked/.lock`, String(Deno.pid));
+  r = await task("train.ts", [...args, "--out", `${t.dir}/locked`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, new RegExp(`another run \\(pid ${Deno.pid}\\) is writing this folder`));
+  await Deno.writeTextFile(`${t.dir}/locked/.lock`, "999999999");
+  assert.equal((await task("train.ts", [...args, "--out", `${t.dir}/locked`])).code, 0);
+  // --resume clears a killed writer's temporary files
+  await Deno.writeTextFile(`${t.dir}/locked/metrics.csv.tmp-1234-0badc0de`, "partial");
+  r = await task("train.ts", ["--resume", `${t.dir}/locked`]);
+  assert.equal(r.code, 0, r.err);
+  assert.ok(!(await Deno.stat(`${t.dir}/locked/metrics.csv.tmp-1234-0badc0de`).catch(() => false)));
+  const [a, b] = [await uniqueFolder(`${t.dir}/o/x`), await uniqueFolder(`${t.dir}/o/x`)];
+  assert.notEqual(a, b);
 });

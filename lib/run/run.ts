@@ -91,13 +91,83 @@ export interface RunOptions {
   log?: RunLog;
   /** stop after this many epochs of this invocation (tests use it to simulate a kill) */
   stopAfterEpochs?: number;
+  /** empty an existing non-empty outDir first (otherwise such a folder is refused unless resuming) */
+  overwrite?: boolean;
+}
+
+/**
+ * Takes the run folder: creates it, refuses a non-empty one (unless resuming or
+ * `overwrite`, which empties it), and holds `<outDir>/.lock` (with the pid) so that a
+ * second run cannot write into the same folder. A lock whose process is gone is taken over.
+ */
+export async function claimRunFolder(
+  outDir: string,
+  { resume = false, overwrite = false }: { resume?: boolean; overwrite?: boolean } = {},
+): Promise<() => Promise<void>> {
+  if (!outDir.trim()) throw new ConfigError("--out needs a folder name");
+  try {
+    await Deno.mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw new ConfigError(`--out ${outDir}: cannot create the run folder (${(e as Error).message})`);
+  }
+  const lock = `${outDir}/.lock`;
+  const take = async () => {
+    try {
+      await Deno.writeTextFile(lock, String(Deno.pid), { createNew: true });
+      return true;
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) return false;
+      throw new ConfigError(`--out ${outDir}: cannot write there (${(e as Error).message})`);
+    }
+  };
+  if (!(await take())) {
+    const pid = Number(await Deno.readTextFile(lock).catch(() => ""));
+    const alive = Number.isInteger(pid) && pid > 0 && (await exists(`/proc/${pid}`));
+    if (alive && pid !== Deno.pid) throw new ConfigError(`${outDir}: another run (pid ${pid}) is writing this folder`);
+    await Deno.remove(lock).catch(() => {});
+    if (!(await take())) throw new ConfigError(`${outDir}: another run is writing this folder`);
+  }
+  const release = async () => void (await Deno.remove(lock).catch(() => {}));
+  const entries = [...Deno.readDirSync(outDir)].map((e) => e.name).filter((n) => n !== ".lock");
+  if (!resume && entries.length) {
+    if (!overwrite) {
+      await release();
+      throw new ConfigError(
+        `--out ${outDir} already holds ${entries.length} file(s) (${entries.slice(0, 3).join(", ")}...): ` +
+          `continue it with --resume ${outDir}, or pass --overwrite to empty it first`,
+      );
+    }
+    for (const n of entries) await Deno.remove(`${outDir}/${n}`, { recursive: true });
+  }
+  if (resume) {
+    // leftovers of writers killed mid-write
+    for (const n of entries) if (/\.tmp-\d+-[0-9a-f]{8}$/.test(n)) await Deno.remove(`${outDir}/${n}`).catch(() => {});
+  }
+  return release;
+}
+
+/** The name of the first parameter tensor holding NaN or Inf, if any. */
+function nonFinite(p: MrmParams): string | undefined {
+  const all: [string, Float32Array | undefined][] = [["shared_weight", p.sharedWeight]];
+  p.layers.forEach((l, i) => all.push([`layers.${i}.weight`, l.weight], [`layers.${i}.bias`, l.bias]));
+  for (const [name, a] of all) if (a && a.some((v) => !Number.isFinite(v))) return name;
+  return undefined;
 }
 
 /** Trains, evaluates and checkpoints one run; returns its summary. */
 export async function runTraining(store: EmbeddingStore, config: TrainConfig, opts: RunOptions): Promise<RunSummary> {
   const { outDir } = opts;
   const log = opts.log ?? new RunLog(true);
-  await Deno.mkdir(outDir, { recursive: true });
+  const release = await claimRunFolder(outDir, opts);
+  try {
+    return await trainIn(store, config, opts, log);
+  } finally {
+    await release();
+  }
+}
+
+async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOptions, log: RunLog): Promise<RunSummary> {
+  const { outDir } = opts;
   await log.attach(`${outDir}/train.log`);
   const resumePath = `${outDir}/resume.safetensors`;
   let state: TrainState;
@@ -169,6 +239,15 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
       );
     });
     ranThisCall++;
+    const broken = nonFinite(state.params);
+    if (!Number.isFinite(st.metaLoss) || broken) {
+      // nothing of this epoch is saved: the checkpoints and resume state on disk are the last good ones
+      throw new ConfigError(
+        `epoch ${state.epoch}: the meta-loss is ${st.metaLoss}${broken ? ` and ${broken} turned non-finite` : ""}; ` +
+          `training stopped (learning rates too large? --inner_lr ${config.innerLr}, --meta_lr ${config.metaLr}). ` +
+          `The last good state in ${outDir} is untouched.`,
+      );
+    }
     const isLast = state.epoch === config.epochs;
     const evalNow = state.epoch % config.logFreq === 0 || isLast;
     if (!evalNow && !log.isTerminal) {
