@@ -119,6 +119,9 @@ export function preset(name: string): TrainConfig {
   return structuredClone(p);
 }
 
+/** Largest base-function layer (the K-space head keeps h1 x h1 float64 matrices). */
+export const MAX_LAYER = 1024;
+
 /** Checks ranges; throws a ConfigError naming the flag. */
 export function validateConfig(c: TrainConfig): TrainConfig {
   const pos = (v: number, flag: string) => {
@@ -150,6 +153,11 @@ export function validateConfig(c: TrainConfig): TrainConfig {
     throw new ConfigError(`--val_holdout must be in [0, 1), got ${c.valHoldout}`);
   }
   if (!Number.isFinite(c.rpoGamma)) throw new ConfigError(`--rpo_gamma must be a number, got ${c.rpoGamma}`);
+  if (c.hiddenSizes.some((h) => h > MAX_LAYER)) {
+    throw new ConfigError(
+      `--hidden_layers: sizes above ${MAX_LAYER} are not supported, got ${c.hiddenSizes.join(",")}`,
+    );
+  }
   if (c.hiddenSizes.length === 0 || !c.hiddenSizes.every((h) => Number.isInteger(h) && h > 0)) {
     throw new ConfigError(
       `--hidden_layers must be a comma-separated list of positive integers, got ${c.hiddenSizes.join(",")}`,

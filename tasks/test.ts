@@ -1,6 +1,6 @@
 /** `deno task test:<preset>`: evaluate a checkpoint with the settings stored in its run. */
 import { type BackendName, initBackend } from "../lib/backend.ts";
-import { ConfigError } from "../lib/errors.ts";
+import { ConfigError, FormatError } from "../lib/errors.ts";
 import { evaluate } from "../lib/eval/evaluate.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
@@ -46,11 +46,22 @@ ${configHelp(preset(dataset))}`);
     : typeof v.ckpt === "string"
     ? undefined
     : await newestRun(`output/${dataset}`);
+  if (run !== undefined && !(await Deno.stat(run).then((s) => s.isDirectory).catch(() => false))) {
+    throw new ConfigError(`--run ${run}: no such run folder`);
+  }
   const ckpt = typeof v.ckpt === "string" ? v.ckpt : await runCheckpoint(run!);
   const loaded = await loadCheckpoint(ckpt);
   let config: TrainConfig;
   if (run) {
-    config = JSON.parse(await Deno.readTextFile(`${run}/config.json`));
+    const file = `${run}/config.json`;
+    const text = await Deno.readTextFile(file).catch(() => {
+      throw new ConfigError(`--run ${run}: no config.json there (not a run folder)`);
+    });
+    try {
+      config = JSON.parse(text);
+    } catch (e) {
+      throw new FormatError(file, `not valid JSON (${(e as Error).message})`);
+    }
   } else if (loaded.config) {
     config = loaded.config;
   } else {

@@ -1,6 +1,6 @@
 /** `deno task train:<preset>`: meta-train MRM with the release's hyperparameters. */
 import { type BackendName, initBackend } from "../lib/backend.ts";
-import { ConfigError } from "../lib/errors.ts";
+import { ConfigError, FormatError } from "../lib/errors.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
 import { preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
@@ -62,11 +62,15 @@ ${configHelp(config)}`);
   let resumeDir: string | undefined;
   if (typeof v.resume === "string") {
     resumeDir = v.resume;
-    const saved = JSON.parse(
-      await Deno.readTextFile(`${resumeDir}/config.json`).catch(() => {
-        throw new ConfigError(`--resume ${resumeDir}: no config.json there (not a run folder)`);
-      }),
-    ) as TrainConfig;
+    const text = await Deno.readTextFile(`${resumeDir}/config.json`).catch(() => {
+      throw new ConfigError(`--resume ${resumeDir}: no config.json there (not a run folder)`);
+    });
+    let saved: TrainConfig;
+    try {
+      saved = JSON.parse(text);
+    } catch (e) {
+      throw new FormatError(`${resumeDir}/config.json`, `not valid JSON (${(e as Error).message})`);
+    }
     config.data = saved.data;
   }
   await requireStore(config.data, config.dataset);

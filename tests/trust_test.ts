@@ -210,3 +210,32 @@ Deno.test("run folders: refused when non-empty, --overwrite empties, locked whil
   const [a, b] = [await uniqueFolder(`${t.dir}/o/x`), await uniqueFolder(`${t.dir}/o/x`)];
   assert.notEqual(a, b);
 });
+
+Deno.test("one line and exit 2 for a missing or broken run, a folder as --init, a changed store under --resume, huge layers; store writes clear old temp files", async () => {
+  await using t = await tempDir();
+  await tinyStore(`${t.dir}/s`, { users: 8, pairs: 6, convs: 3, dim: 8 });
+  const args = ["--preset", "prism", "--data", `${t.dir}/s`, "--epochs", "1"];
+  const expect2 = async (file: string, a: string[], re: RegExp) => {
+    const r = await task(file, a);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, re);
+    assert.equal(r.err.trim().split("\n").length, 1, `one line: ${r.err}`);
+  };
+  await expect2("test.ts", ["--preset", "prism", "--run", `${t.dir}/nope`], /--run .*nope: no such run folder/);
+  assert.equal((await task("train.ts", [...args, "--out", `${t.dir}/r1`])).code, 0);
+  assert.equal((await task("train.ts", [...args, "--out", `${t.dir}/r4`])).code, 0);
+  await Deno.writeTextFile(`${t.dir}/r1/config.json`, "{bad");
+  await expect2("train.ts", ["--resume", `${t.dir}/r1`], /r1\/config\.json: not valid JSON/);
+  await expect2("test.ts", ["--preset", "prism", "--run", `${t.dir}/r1`], /r1\/config\.json: not valid JSON/);
+  await expect2(
+    "train.ts",
+    [...args, "--init", t.dir, "--out", `${t.dir}/r2`],
+    /is a folder; expected a checkpoint file/,
+  );
+  await expect2("train.ts", [...args, "--hidden_layers", "100000", "--out", `${t.dir}/r3`], /sizes above 1024/);
+  // the store under a run changes width: --resume refuses
+  await Deno.writeTextFile(`${t.dir}/s.safetensors.tmp-4242-deadbeef`, "left by a killed writer");
+  await tinyStore(`${t.dir}/s`, { users: 8, pairs: 6, convs: 3, dim: 16 });
+  assert.ok(!(await Deno.stat(`${t.dir}/s.safetensors.tmp-4242-deadbeef`).catch(() => false)), "temp file cleared");
+  await expect2("train.ts", ["--resume", `${t.dir}/r4`], /the run's weights expect H=8 but the store .* has H=16/);
+});

@@ -22,6 +22,8 @@ export async function loadCheckpoint(
   path: string,
   { dim }: { dim?: number } = {},
 ): Promise<{ params: MrmParams; config?: TrainConfig; metadata: Record<string, string> }> {
+  const st = await Deno.stat(path).catch(() => undefined);
+  if (st?.isDirectory) throw new FormatError(path, "is a folder; expected a checkpoint file (.safetensors)");
   const { tensors, metadata } = await readAll(path);
   const params = paramsFromTensors(path, tensors);
   if (dim !== undefined && params.dim !== dim) {
@@ -57,6 +59,8 @@ export async function saveResumeState(path: string, state: TrainState, config: T
 
 /** Reads a state written by saveResumeState. */
 export async function loadResumeState(path: string): Promise<{ state: TrainState; config: TrainConfig }> {
+  const st = await Deno.stat(path).catch(() => undefined);
+  if (st?.isDirectory) throw new FormatError(path, "is a folder; expected a checkpoint file (.safetensors)");
   const { tensors, metadata } = await readAll(path);
   const params = paramsFromTensors(path, tensors);
   const names = namedArrays(params).map(([n]) => n);

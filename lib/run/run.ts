@@ -181,6 +181,11 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
     const r = await loadResumeState(resumePath);
     state = r.state;
     config = r.config;
+    if (state.params.dim !== store.dim) {
+      throw new ConfigError(
+        `--resume ${outDir}: the run's weights expect H=${state.params.dim} but the store ${store.prefix} has H=${store.dim}`,
+      );
+    }
     if (await exists(`${outDir}/metrics.csv`)) {
       const [head, ...body] = parseCsv(await Deno.readTextFile(`${outDir}/metrics.csv`));
       rows = body.map((cells) =>

@@ -193,6 +193,13 @@ export async function writeStore(
   validateStoreMeta(`${prefix}.json`, meta, n);
   const dir = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : ".";
   await Deno.mkdir(dir, { recursive: true });
+  // temporary files that killed writers of this store left behind
+  const base = prefix.slice(prefix.lastIndexOf("/") + 1);
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.startsWith(`${base}.`) && /\.(safetensors|json)\.tmp-\d+-[0-9a-f]{8}$/.test(e.name)) {
+      await Deno.remove(`${dir}/${e.name}`).catch(() => {});
+    }
+  }
   // the JSON goes first and the embeddings record its hash: a kill between the two renames
   // leaves a pair that loadStore refuses instead of one that trains on the wrong rows
   const text = JSON.stringify(meta);
