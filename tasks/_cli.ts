@@ -150,6 +150,12 @@ export async function main(fn: () => Promise<void>): Promise<void> {
       console.error(`error: ${e.message}`);
       Deno.exit(2);
     }
+    // file-system failures (a full disk, a read-only place, permissions): Deno's message names the
+    // operation and the path; writes are atomic, so nothing was left half-written
+    if (e instanceof Error && Object.values(Deno.errors).some((cls) => e instanceof cls)) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(2);
+    }
     throw e;
   }
 }

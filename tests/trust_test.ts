@@ -239,3 +239,20 @@ Deno.test("one line and exit 2 for a missing or broken run, a folder as --init, 
   assert.ok(!(await Deno.stat(`${t.dir}/s.safetensors.tmp-4242-deadbeef`).catch(() => false)), "temp file cleared");
   await expect2("train.ts", ["--resume", `${t.dir}/r4`], /the run's weights expect H=8 but the store .* has H=16/);
 });
+
+Deno.test("a file-system failure (read-only output place) ends in one line and exit 2", async () => {
+  await using t = await tempDir();
+  await tinyStore(`${t.dir}/s`, { users: 8, pairs: 6, convs: 3, dim: 8 });
+  await Deno.mkdir(`${t.dir}/ro`);
+  await Deno.chmod(`${t.dir}/ro`, 0o500);
+  try {
+    // root ignores permission bits; /proc is read-only for everyone
+    const place = Deno.uid() === 0 ? "/proc/mrm-test-run" : `${t.dir}/ro/run`;
+    const r = await task("train.ts", ["--preset", "prism", "--data", `${t.dir}/s`, "--epochs", "1", "--out", place]);
+    assert.equal(r.code, 2, r.err);
+    assert.equal(r.err.trim().split("\n").length, 1, r.err);
+    assert.match(r.err, /^error: .*mrm-test-run|run/);
+  } finally {
+    await Deno.chmod(`${t.dir}/ro`, 0o700);
+  }
+});
