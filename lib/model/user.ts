@@ -45,7 +45,10 @@ function flatRows(name: string, x: Rows, dim: number): { data: Float32Array; n: 
 
 /**
  * Adapts `shared_weight` only, with a fresh Adam on the user's (chosen, rejected)
- * embedding rows (each n x H, row-major); the model itself is not changed.
+ * embedding rows; the model itself is not changed. Rows are a list of H-value rows
+ * (each checked against the model's H) or one flat row-major n x H array (whose length
+ * must be a multiple of H; it cannot reveal a width mismatch when the length happens to be
+ * one). Values must be finite, `innerLr` positive, `innerSteps` a non-negative integer.
  * @example
  * ```ts
  * import { adaptUser, initParams, scorePairs } from "@mrm/mrm";
