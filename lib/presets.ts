@@ -1,4 +1,4 @@
-/** Release hyperparameters (method.md §5) and the synthetic demo's, as typed data. */
+/** Release hyperparameters (docs/method.md §5) and the synthetic demo's, as typed data. */
 import { ConfigError } from "./errors.ts";
 import type { SplitStyle } from "./data/splits.ts";
 

@@ -1,4 +1,4 @@
-/** `deno task splits`: print the user split the trainer would use, as JSON (data-format.md). */
+/** `deno task splits`: print the user split the trainer would use, as JSON (docs/formats.md). */
 import { detectSplitStyle, splitUsers } from "../lib/data/splits.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";

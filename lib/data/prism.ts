@@ -1,6 +1,6 @@
 /**
  * PRISM (HannahRoseKirk/prism-alignment) to preference pairs, with the release's
- * rules (method.md §6): users with no conversation in the file are dropped; a turn
+ * rules (docs/method.md §6): users with no conversation in the file are dropped; a turn
  * qualifies when it has a user message, a chosen reply and at least one rejected
  * reply; a conversation is dropped only if no turn qualifies; users with fewer than
  * 6 remaining conversations are dropped; each qualifying turn pairs its chosen reply

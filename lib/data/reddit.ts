@@ -1,6 +1,6 @@
 /**
  * Reddit TLDR (openai/summarize_from_feedback, `comparisons`) to preference pairs
- * (method.md §6): a user is a `worker`; only workers present in both the train and
+ * (docs/method.md §6): a user is a `worker`; only workers present in both the train and
  * validation splits are kept; chosen = summaries[choice], rejected = the other;
  * prompt = info.post (info.article for CNN/DM rows, whose post is null).
  * Reads the Hub's parquet conversion or the original JSON-lines batch files.

@@ -1,5 +1,5 @@
 /**
- * User splits of method.md §2: seen/unseen users, per-user train/test, and the
+ * User splits of docs/method.md §2: seen/unseen users, per-user train/test, and the
  * per-epoch support/query split, bit-exact with the release's Python.
  */
 import type { PairEntry, StoreMeta } from "../store/store.ts";
@@ -25,7 +25,7 @@ export interface UserSplit {
   test: number[];
 }
 
-/** The whole split, in the JSON form of data-format.md. */
+/** The whole split, in the JSON form of docs/formats.md. */
 export interface Splits {
   seed: number;
   seen: string[];

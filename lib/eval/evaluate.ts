@@ -1,5 +1,5 @@
 /**
- * User-level evaluation (method.md §4): adapt theta per user with a fresh Adam on
+ * User-level evaluation (docs/method.md §4): adapt theta per user with a fresh Adam on
  * all train pairs, then score the test pairs; ties are wrong. The one
  * implementation used by training, `test:*`, and the library.
  */

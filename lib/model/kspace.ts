@@ -5,7 +5,7 @@
  * z = phi(chosen) - phi(rejected) (K numbers). Everything a user does — the inner
  * Adam steps on theta, the query loss and its exact second-order gradient — is
  * computed here in float64 with hand-derived reverse mode (tfjs's nested tf.grad
- * is wrong for softmax/sigmoid; see DEVELOPERS.md). Tests compare it with float64
+ * is wrong for softmax/sigmoid; see docs/design.md). Tests compare it with float64
  * finite differences.
  */
 

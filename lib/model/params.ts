@@ -1,4 +1,4 @@
-/** MRM parameters (method.md §1) as plain typed arrays, named as the PyTorch state_dict. */
+/** MRM parameters (docs/method.md §1) as plain typed arrays, named as the PyTorch state_dict. */
 import { FormatError } from "../errors.ts";
 import { PyRandom } from "../data/rng.ts";
 import type { TensorToWrite } from "../store/safetensors.ts";

@@ -1,4 +1,4 @@
-/** The single-user workflow (method.md §7): adapt a copy of the model to one user, score pairs. */
+/** The single-user workflow (docs/method.md §7): adapt a copy of the model to one user, score pairs. */
 import { ConfigError } from "../errors.ts";
 import { baseOutputs } from "./head.ts";
 import { adaptTheta, softmax } from "./kspace.ts";

@@ -1,5 +1,5 @@
 /**
- * A meta-training run and its folder (data-format.md): config.json, metrics.csv,
+ * A meta-training run and its folder (docs/formats.md): config.json, metrics.csv,
  * users.csv, summary.json, train.log, epoch_<E>.safetensors, best.safetensors and
  * resume.safetensors (optimizer state, so `--resume` continues bit-exactly).
  */
@@ -16,7 +16,7 @@ import { loadCheckpoint, loadResumeState, saveCheckpoint, saveResumeState } from
 import { parseCsv, toCsv } from "./csv.ts";
 import { formatDuration, RunLog } from "./log.ts";
 
-/** metrics.csv columns; the first nine are fixed by data-format.md. */
+/** metrics.csv columns; the first nine are fixed by docs/formats.md. */
 export const METRICS_HEADER = [
   "epoch",
   "meta_loss",

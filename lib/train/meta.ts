@@ -1,4 +1,4 @@
-/** The outer meta-training loop (method.md §3), one epoch at a time, resumable. */
+/** The outer meta-training loop (docs/method.md §3), one epoch at a time, resumable. */
 import { PyRandom } from "../data/rng.ts";
 import { supportQuery } from "../data/splits.ts";
 import type { UserTask } from "../data/tasks.ts";

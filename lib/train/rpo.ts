@@ -1,4 +1,4 @@
-/** The Robust Personalization Objective (method.md §3) and its gradient. */
+/** The Robust Personalization Objective (docs/method.md §3) and its gradient. */
 import { sigmoid } from "../model/kspace.ts";
 
 /** `torch.quantile(L, q)` with linear interpolation, and which entries it reads. */

@@ -16,7 +16,7 @@ async function smallRun(dir: string): Promise<{ prefix: string; config: TrainCon
   return { prefix, config };
 }
 
-Deno.test("run folder: files, exact headers, checkpoints named and shaped as data-format.md", async () => {
+Deno.test("run folder: files, exact headers, checkpoints named and shaped as docs/formats.md", async () => {
   await initBackend("wasm");
   await using t = await tempDir();
   const { prefix, config } = await smallRun(t.dir);
