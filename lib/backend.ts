@@ -8,6 +8,7 @@
  * large matrix products, does use WebGPU on a real GPU: lib/encoder/session.ts.)
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { gpuAdapter } from "./encoder/device.ts";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 
@@ -16,18 +17,7 @@ export type BackendName = "cpu" | "wasm" | "webgpu";
 
 /** Whether a non-fallback WebGPU adapter exists (software adapters do not count). */
 export async function hasHardwareGpu(): Promise<boolean> {
-  // deno-lint-ignore no-explicit-any
-  const gpu = (globalThis.navigator as any)?.gpu;
-  if (!gpu) return false;
-  try {
-    const adapter = await gpu.requestAdapter();
-    if (!adapter) return false;
-    const info = adapter.info ?? {};
-    if (adapter.isFallbackAdapter || info.isFallbackAdapter) return false;
-    return !/llvmpipe|lavapipe|swiftshader|software/i.test(`${info.description ?? ""} ${info.device ?? ""}`);
-  } catch {
-    return false;
-  }
+  return (await gpuAdapter()) !== undefined;
 }
 
 /** Initializes and returns the backend in use; safe to call repeatedly. */

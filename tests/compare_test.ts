@@ -3,17 +3,9 @@ import assert from "node:assert/strict";
 import { writeSynthetic } from "../lib/data/synthetic.ts";
 import { parseCsv } from "../lib/run/csv.ts";
 import { cartesian, parseGrid } from "../lib/compare/sweep.ts";
-import { tempDir } from "./helpers.ts";
+import { runTask, tempDir } from "./helpers.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-async function task(file: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}tasks/${file}`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
-}
+const task = (file: string, args: string[]) => runTask(file, args);
 
 Deno.test("compare: every method on the same users, exact results header, users, charts, few-shot", async () => {
   await using t = await tempDir();

@@ -10,19 +10,11 @@ import { ConfigError, FormatError } from "../lib/errors.ts";
 import { preset } from "../lib/presets.ts";
 import { runTraining } from "../lib/run/run.ts";
 import { loadStore } from "../lib/store/store.ts";
+import { mulberry32 } from "../lib/data/synthetic.ts";
 import { writeSafetensors } from "../lib/store/safetensors.ts";
 import { tempDir, tinyStore } from "./helpers.ts";
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32;
 
 Deno.test("fuzz: mutated stores load and train, or are refused cleanly (never a crash or a non-finite metric)", async () => {
   await initBackend("wasm");

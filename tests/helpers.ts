@@ -71,3 +71,37 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return Math.sqrt(n / Math.max(d, 1e-30));
 }
+
+const repoRoot = new URL("..", import.meta.url).pathname;
+
+/** Runs `tasks/<file>` as a user would (a child Deno process); returns exit code and output. */
+export async function runTask(
+  file: string,
+  args: string[],
+  { env = {}, cwd = repoRoot }: { env?: Record<string, string>; cwd?: string } = {},
+): Promise<{ code: number; out: string; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${repoRoot}tasks/${file}`, ...args],
+    stdout: "piped",
+    stderr: "piped",
+    env,
+    cwd,
+  }).output();
+  return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
+}
+
+/** max |row - ref| / max |ref| over reference hidden states, and the score error relative to max(1, |score|). */
+export function hiddenErrors(
+  rows: Float32Array,
+  scores: Float32Array,
+  refs: { hidden: number[]; score: number }[],
+  H: number,
+): { hidden: number; score: number } {
+  let hidden = 0, score = 0;
+  refs.forEach((r, i) => {
+    const scale = Math.max(...r.hidden.map(Math.abs));
+    r.hidden.forEach((v, j) => (hidden = Math.max(hidden, Math.abs(rows[i * H + j] - v) / scale)));
+    score = Math.max(score, Math.abs(scores[i] - r.score) / Math.max(1, Math.abs(r.score)));
+  });
+  return { hidden, score };
+}

@@ -3,25 +3,11 @@ import assert from "node:assert/strict";
 import { loadStore } from "../lib/store/store.ts";
 import { comparisonsParquet, prismFixture, redditRows, simpleConversation } from "./fixtures/raw_data.ts";
 import { writeTinyModel } from "./fixtures/tiny_model.ts";
-import { tempDir } from "./helpers.ts";
+import { runTask, tempDir } from "./helpers.ts";
 import { adaptUser, RewardEncoder, scorePairs } from "../mod.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-async function task(
-  file: string,
-  args: string[],
-  env: Record<string, string> = {},
-  cwd = root,
-): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}tasks/${file}`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-    env,
-    cwd,
-  }).output();
-  return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
-}
+const task = (file: string, args: string[], env: Record<string, string> = {}, cwd?: string) =>
+  runTask(file, args, { env, cwd });
 
 Deno.test("preprocess:prism downloads the raw files from the Hub (loopback), encodes, and train:prism consumes the store", async () => {
   await using t = await tempDir();

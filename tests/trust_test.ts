@@ -6,17 +6,9 @@ import { adaptUser, initParams, scorePairs } from "../mod.ts";
 import { applyConfigFlags, flagOptions, parse, uniqueFolder } from "../tasks/_cli.ts";
 import { preset } from "../lib/presets.ts";
 import { readTruth } from "../lib/eval/oracle.ts";
-import { randomArray, tempDir, tinyStore } from "./helpers.ts";
+import { randomArray, runTask, tempDir, tinyStore } from "./helpers.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-async function task(file: string, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${root}tasks/${file}`, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, out: new TextDecoder().decode(r.stdout), err: new TextDecoder().decode(r.stderr) };
-}
+const task = (file: string, args: string[]) => runTask(file, args);
 
 Deno.test("merge-shards --dtype bf16 writes real bf16; an unwritable dtype is refused before anything is touched", async () => {
   await using t = await tempDir();

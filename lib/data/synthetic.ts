@@ -46,7 +46,7 @@ export interface SynthTruth {
 }
 
 /** Fast uniform PRNG (mulberry32) for bulk embedding values. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -1,5 +1,14 @@
 /** Splitting a batch that one forward pass cannot hold, shared by the engines. */
+import { FormatError } from "../errors.ts";
 import type { BatchOutput } from "./engine.ts";
+
+/** Refuses the batch when one of its sequences cannot run whole (`limit` gives the reason). */
+export function checkLimits(seqs: number[][], limit: (tokens: number) => string | undefined, model: string): void {
+  for (const s of seqs) {
+    const why = limit(s.length);
+    if (why) throw new FormatError(model, `a sequence of ${s.length} tokens ${why}`);
+  }
+}
 
 /**
  * Runs `seqs` in one pass when `fits(count, tokens)` allows, else in halves (recursively);

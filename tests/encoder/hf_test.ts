@@ -10,7 +10,7 @@ import { parseDecoderConfig } from "../../lib/encoder/hf/config.ts";
 import { HfEngine, prepareHfModel } from "../../lib/encoder/hf/engine.ts";
 import type { HfPrecision } from "../../lib/encoder/hf/engine.ts";
 import { RewardEncoder } from "../../lib/encoder/encoder.ts";
-import { tempDir } from "../helpers.ts";
+import { hiddenErrors, tempDir } from "../helpers.ts";
 
 const FIX = new URL("../fixtures/hf/", import.meta.url).pathname;
 const expected = JSON.parse(await Deno.readTextFile(`${FIX}expected.json`));
@@ -20,15 +20,7 @@ const conversations = JSON.parse(await Deno.readTextFile(`${FIX}conversations.js
 type Ref = { hidden: number[]; score: number };
 
 /** max |a - ref| / max |ref| over the hidden state, and the score's error relative to max(1, |score|) */
-function errors(rows: Float32Array, scores: Float32Array, refs: Ref[], H: number) {
-  let hidden = 0, score = 0;
-  refs.forEach((r, i) => {
-    const scale = Math.max(...r.hidden.map(Math.abs));
-    r.hidden.forEach((v, j) => (hidden = Math.max(hidden, Math.abs(rows[i * H + j] - v) / scale)));
-    score = Math.max(score, Math.abs(scores[i] - r.score) / Math.max(1, Math.abs(r.score)));
-  });
-  return { hidden, score };
-}
+const errors = hiddenErrors;
 
 /** transformers' own error in one precision against its float64 forward, on the same fixture */
 function referenceError(model: string, key: string) {

@@ -9,21 +9,13 @@ import { WebGpuEngine } from "../../lib/encoder/webgpu/engine.ts";
 import { GEMM_TILE, type WeightDtype, weightLoader } from "../../lib/encoder/webgpu/shaders.ts";
 import { f16ToF32, f32ToF16 } from "../../lib/store/safetensors.ts";
 import { RewardEncoder } from "../../lib/encoder/encoder.ts";
-import { tempDir } from "../helpers.ts";
+import { hiddenErrors, tempDir } from "../helpers.ts";
 
 const FIX = new URL("../fixtures/hf/", import.meta.url).pathname;
 const expected = JSON.parse(await Deno.readTextFile(`${FIX}expected.json`));
 type Ref = { hidden: number[]; score: number };
 
-function errors(rows: Float32Array, scores: Float32Array, refs: Ref[], H: number) {
-  let hidden = 0, score = 0;
-  refs.forEach((r, i) => {
-    const scale = Math.max(...r.hidden.map(Math.abs));
-    r.hidden.forEach((v, j) => (hidden = Math.max(hidden, Math.abs(rows[i * H + j] - v) / scale)));
-    score = Math.max(score, Math.abs(scores[i] - r.score) / Math.max(1, Math.abs(r.score)));
-  });
-  return { hidden, score };
-}
+const errors = hiddenErrors;
 
 for (const model of ["tiny-llama", "tiny-qwen3"]) {
   Deno.test(`WGSL engine, ${model} (bf16 in GPU buffers): padded batch and batch 1 match transformers`, async () => {

@@ -11,7 +11,7 @@ import { HfCheckpoint, type RowReader } from "./checkpoint.ts";
 import { buildDecoderGraph, type ConversionStats, type Precision, WeightFiles } from "./graph.ts";
 import { inverseFrequencies, ropeTables } from "./rope.ts";
 import type { BatchOutput, Device, EncoderEngine } from "../engine.ts";
-import { runSplit } from "../batching.ts";
+import { checkLimits, runSplit } from "../batching.ts";
 
 /** Bumped whenever the built graph changes, so old caches are rebuilt. */
 const GRAPH_VERSION = 1;
@@ -220,10 +220,7 @@ export class HfEngine implements EncoderEngine {
   }
 
   async run(seqs: number[][]): Promise<BatchOutput> {
-    for (const s of seqs) {
-      const why = this.limit(s.length);
-      if (why) throw new FormatError(this.spec.name, `a sequence of ${s.length} tokens ${why}`);
-    }
+    checkLimits(seqs, (t) => this.limit(t), this.spec.name);
     return await runSplit(
       seqs,
       (b, t) => this.scoreBytes(b, t) <= this.scoreBudget,

@@ -13,7 +13,7 @@ import { type DecoderSpec, globalWeights, layerWeights, type WeightName } from "
 import { HfCheckpoint, type RowReader } from "../hf/checkpoint.ts";
 import { readDecoderSpec } from "../hf/engine.ts";
 import { inverseFrequencies } from "../hf/rope.ts";
-import { runSplit } from "../batching.ts";
+import { checkLimits, runSplit } from "../batching.ts";
 import type { BatchOutput, EncoderEngine } from "../engine.ts";
 import {
   ATT_BLOCK,
@@ -277,10 +277,7 @@ export class WebGpuEngine implements EncoderEngine {
   }
 
   async run(seqs: number[][]): Promise<BatchOutput> {
-    for (const s of seqs) {
-      const why = this.limit(s.length);
-      if (why) throw new FormatError(this.spec.name, `a sequence of ${s.length} tokens ${why}`);
-    }
+    checkLimits(seqs, (t) => this.limit(t), this.spec.name);
     return await runSplit(
       seqs,
       (b, t) => b * t <= 65535 && this.activationBytes(b * t) <= this.bindingLimit,
