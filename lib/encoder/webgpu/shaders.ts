@@ -36,6 +36,16 @@ fn ${name}_1(e: u32) -> f32 {
 }`;
 }
 
+/** WGSL that sums `value` over a workgroup of `size` threads into `part[0]` (tree reduction). */
+function workgroupSum(value: string, size: number): string {
+  return `part[lid.x] = ${value};
+  workgroupBarrier();
+  for (var w = ${size / 2}u; w > 0u; w = w / 2u) {
+    if (lid.x < w) { part[lid.x] = part[lid.x] + part[lid.x + w]; }
+    workgroupBarrier();
+  }`;
+}
+
 /** GEMM tiling: BM x BN outputs per workgroup of (BM/TM) x (BN/TN) threads, TM x TN each. */
 export interface GemmTile {
   bm: number;
@@ -70,7 +80,6 @@ export function tileName(t: GemmTile): string {
  */
 export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: GemmTile = GEMM_TILE): string {
   const { bm, bn, bk, tm, tn } = t;
-  const n = (v: number) => `${v}u`;
   const tx = bn / tn, ty = bm / tm, threads = tx * ty;
   const aLoads = (bm * bk) / 4 / threads, bLoads = (bn * bk) / 4 / threads;
   const two = kind === "swiglu";
@@ -132,13 +141,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   }
     }
     workgroupBarrier();
-    for (var k = 0u; k < ${n(bk)}; k = k + 1u) {
+    for (var k = 0u; k < ${bk}u; k = k + 1u) {
       var a: array<f32, ${tm}>;
-      for (var i = 0u; i < ${n(tm)}; i = i + 1u) { a[i] = As[k * ${bm}u + lid.y + i * ${ty}u]; }
-      for (var j = 0u; j < ${n(tn)}; j = j + 1u) {
+      for (var i = 0u; i < ${tm}u; i = i + 1u) { a[i] = As[k * ${bm}u + lid.y + i * ${ty}u]; }
+      for (var j = 0u; j < ${tn}u; j = j + 1u) {
         let b = Bs[k * ${bn}u + lid.x + j * ${tx}u];
         ${two ? `let c = Cs[k * ${bn}u + lid.x + j * ${tx}u];` : ""}
-        for (var i = 0u; i < ${n(tm)}; i = i + 1u) {
+        for (var i = 0u; i < ${tm}u; i = i + 1u) {
           acc[i * ${tn}u + j] = fma(a[i], b, acc[i * ${tn}u + j]);
           ${two ? `acc2[i * ${tn}u + j] = fma(a[i], c, acc2[i * ${tn}u + j]);` : ""}
         }
@@ -146,10 +155,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < ${n(tm)}; i = i + 1u) {
+  for (var i = 0u; i < ${tm}u; i = i + 1u) {
     let m = m0 + lid.y + i * ${ty}u;
     if (m >= p.M) { continue; }
-    for (var j = 0u; j < ${n(tn)}; j = j + 1u) {
+    for (var j = 0u; j < ${tn}u; j = j + 1u) {
       let n = n0 + lid.x + j * ${tx}u;
       if (n >= p.N) { continue; }
       ${
@@ -185,12 +194,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let src = ${indexed ? "rows[r]" : "r"} * p.D;
   var s = 0.0;
   for (var i = lid.x; i < p.D; i = i + 256u) { let v = X[src + i]; s = s + v * v; }
-  part[lid.x] = s;
-  workgroupBarrier();
-  for (var w = 128u; w > 0u; w = w / 2u) {
-    if (lid.x < w) { part[lid.x] = part[lid.x] + part[lid.x + w]; }
-    workgroupBarrier();
-  }
+  ${workgroupSum("s", 256)}
   let inv = 1.0 / sqrt(part[0] / f32(p.D) + p.eps);
   for (var i = lid.x; i < p.D; i = i + 256u) { Y[r * p.D + i] = G_1(i) * (X[src + i] * inv); }
 }`;
@@ -237,12 +241,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     qkNorm
       ? `var s = 0.0;
   for (var i = lid.x; i < p.hd; i = i + 64u) { let v = QKV[src + i]; s = s + v * v; }
-  part[lid.x] = s;
-  workgroupBarrier();
-  for (var w = 32u; w > 0u; w = w / 2u) {
-    if (lid.x < w) { part[lid.x] = part[lid.x] + part[lid.x + w]; }
-    workgroupBarrier();
-  }
+  ${workgroupSum("s", 64)}
   scale = 1.0 / sqrt(part[0] / f32(p.hd) + p.eps);`
       : ""
   }
@@ -282,7 +281,6 @@ export const ATT_BLOCK = 16;
  */
 export function attentionShader(hd: number): string {
   const B = ATT_BLOCK, per = (B * hd) / 256;
-  const n = (v: string) => v;
   return `
 struct P { T: u32, H: u32, KV: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;
@@ -349,7 +347,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       var s = -3.0e38;
       if (k0 + c <= q0 + r && k0 + c < len) {
         var acc = 0.0;
-        for (var d = 0u; d < ${n("HD")}; d = d + 1u) { acc = fma(Qs[r * HD + d], Ks[c * HD + d], acc); }
+        for (var d = 0u; d < HD; d = d + 1u) { acc = fma(Qs[r * HD + d], Ks[c * HD + d], acc); }
         s = acc;
       }
       S[tid] = s;
@@ -357,9 +355,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     workgroupBarrier();
     if (tid < BQ) {
       var mx = mrow[tid];
-      for (var c = 0u; c < ${n("BK")}; c = c + 1u) { mx = max(mx, S[tid * BK + c]); }
+      for (var c = 0u; c < BK; c = c + 1u) { mx = max(mx, S[tid * BK + c]); }
       var sum = 0.0;
-      for (var c = 0u; c < ${n("BK")}; c = c + 1u) {
+      for (var c = 0u; c < BK; c = c + 1u) {
         let e = exp(S[tid * BK + c] - mx);
         S[tid * BK + c] = e;
         sum = sum + e;
@@ -371,10 +369,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     workgroupBarrier();
     let a = alpha[qi];
-    for (var j = 0u; j < ${n(`${per}u`)}; j = j + 1u) {
+    for (var j = 0u; j < ${per}u; j = j + 1u) {
       let d = dj + j * 16u;
       var acc = o[j] * a;
-      for (var c = 0u; c < ${n("BK")}; c = c + 1u) { acc = fma(S[qi * BK + c], Vs[c * HD + d], acc); }
+      for (var c = 0u; c < BK; c = c + 1u) { acc = fma(S[qi * BK + c], Vs[c * HD + d], acc); }
       o[j] = acc;
     }
   }
@@ -382,7 +380,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   if (q0 + qi < p.T) {
     var inv = 0.0;
     if (q0 + qi < len) { inv = 1.0 / lrow[qi]; }
-    for (var j = 0u; j < ${n(`${per}u`)}; j = j + 1u) {
+    for (var j = 0u; j < ${per}u; j = j + 1u) {
       O[((b * p.T + q0 + qi) * p.H + h) * HD + dj + j * 16u] = o[j] * inv;
     }
   }
