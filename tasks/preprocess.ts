@@ -179,8 +179,9 @@ await main(async () => {
   });
   const plan = planStore(pairs);
   // every response is tokenized once up front: what cannot be encoded whole is reported now, not hours in
-  const lengths = plan.conversations.map((c) => encoder.tokenizer.encode(c));
-  const over = encoder.oversized(lengths);
+  const tokenIds = plan.conversations.map((c) => encoder.tokenizer.encode(c));
+  const idsOf = new Map(plan.conversations.map((c, i) => [c, tokenIds[i]]));
+  const over = encoder.oversized(tokenIds);
   if (over.length) {
     const where = rowOwners(plan);
     throw new ConfigError(
@@ -191,9 +192,9 @@ await main(async () => {
         (over.length > 20 ? `\n  ... and ${over.length - 20} more` : ""),
     );
   }
-  const totalTokens = lengths.reduce((a, s) => a + s.length, 0);
+  const totalTokens = tokenIds.reduce((a, s) => a + s.length, 0);
   log.line(
-    `${totalTokens} tokens in ${lengths.length} responses (longest ${Math.max(...lengths.map((s) => s.length))})`,
+    `${totalTokens} tokens in ${tokenIds.length} responses (longest ${Math.max(...tokenIds.map((s) => s.length))})`,
   );
   log.line(
     `encoding ${plan.conversations.length} responses (${plan.pairs} pairs) with ${encoder.name} on ${encoder.device}${
@@ -203,7 +204,8 @@ await main(async () => {
   let last = 0;
   const check = { checked: 0, mismatches: 0, maxAbsDiff: 0 };
   const encode = async (c: Parameters<typeof encoder.encode>[0], cb?: Parameters<typeof encoder.encode>[1]) => {
-    const e = await encoder.encode(c, cb);
+    // the ids tokenized up front (the store writer hands out slices of plan.conversations)
+    const e = await encoder.encodeIds(c.map((m) => idsOf.get(m) ?? encoder.tokenizer.encode(m)), cb);
     if (e.scoreCheck) {
       check.checked += e.scoreCheck.checked;
       check.mismatches += e.scoreCheck.mismatches;
