@@ -12,7 +12,7 @@ import { HfEngine, isHfModelFolder, readDecoderSpec } from "./hf/engine.ts";
 import { WebGpuEngine, wgslSupports } from "./webgpu/engine.ts";
 import { GEMM_TILE } from "./webgpu/shaders.ts";
 import type { Precision } from "./hf/graph.ts";
-import { type Device, gpuAdapter, pickDevice } from "./device.ts";
+import { type Device, gpuAdapter } from "./device.ts";
 
 export type { Device };
 
@@ -64,7 +64,9 @@ export interface EngineOptions {
 
 /** Opens the right engine for a model folder. */
 export async function openEngine(dir: string, opts: EngineOptions = {}): Promise<EncoderEngine> {
-  const device = await pickDevice(opts.device);
+  // one probe of the adapter serves the device, the GEMM tile and the precision
+  const adapter = opts.device === "wasm" ? undefined : await gpuAdapter();
+  const device: Device = opts.device && opts.device !== "auto" ? opts.device : adapter ? "webgpu" : "wasm";
   if (await exists(`${dir}/model.onnx`)) return await OnnxFolderEngine.open(dir, device, opts.threads ?? 1);
   if (await isHfModelFolder(dir)) {
     const kind = opts.engine ?? "auto";
@@ -72,13 +74,13 @@ export async function openEngine(dir: string, opts: EngineOptions = {}): Promise
       const unsupported = wgslSupports(await readDecoderSpec(dir));
       if (!unsupported) {
         // software adapters compile large tiles very slowly: keep the default tile there
-        const tile = (await gpuAdapter()) ? "auto" as const : GEMM_TILE;
+        const tile = adapter ? "auto" as const : GEMM_TILE;
         return await WebGpuEngine.load(dir, { tile, log: opts.log });
       }
       if (kind === "wgsl") throw new FormatError(dir, `the WebGPU engine does not support ${unsupported}`);
     }
     let p = opts.precision ?? "auto";
-    if (p === "auto") p = device === "webgpu" && (await gpuAdapter())?.f16 ? "f16" : "f32";
+    if (p === "auto") p = device === "webgpu" && adapter?.f16 ? "f16" : "f32";
     const precision = p === "f16-weights"
       ? { weights: "f16" as const, compute: "f32" as const }
       : { weights: p, compute: p };
@@ -88,6 +90,7 @@ export async function openEngine(dir: string, opts: EngineOptions = {}): Promise
       cacheDir: opts.cacheDir,
       threads: opts.threads,
       log: opts.log,
+      scoreBudgetBytes: (opts.attentionGiB ?? 1) * 2 ** 30,
     });
   }
   throw new FormatError(

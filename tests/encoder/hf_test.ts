@@ -248,3 +248,20 @@ Deno.test("RewardEncoder loads a Hugging Face folder and refuses over-long conve
     await enc.dispose();
   }
 });
+
+Deno.test("RewardEncoder passes attentionGiB (--attention_gib) on to the engine's budget", async () => {
+  await using t = await tempDir();
+  const dir = await copyFixture("tiny-qwen3", t.dir);
+  const { writeTinyModel } = await import("../fixtures/tiny_model.ts");
+  await writeTinyModel(`${t.dir}/tok`);
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) await Deno.copyFile(`${t.dir}/tok/${f}`, `${dir}/${f}`);
+  // 4 heads x 100^2 f32 scores = 160,000 bytes; a budget of 1e-4 GiB (~107 KB) refuses 100 tokens, not 50
+  const enc = await RewardEncoder.load(dir, { device: "wasm", attentionGiB: 1e-4 });
+  try {
+    const over = enc.oversized([Array(100).fill(5), Array(50).fill(5)]);
+    assert.deepEqual(over.map((o) => o.index), [0]);
+    assert.match(over[0].reason, /attention scores, more than the 0\.00 GiB budget/);
+  } finally {
+    await enc.dispose();
+  }
+});

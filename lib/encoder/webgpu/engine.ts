@@ -12,7 +12,7 @@ import { FormatError } from "../../errors.ts";
 import { type DecoderSpec, globalWeights, layerWeights, type WeightName } from "../hf/config.ts";
 import { HfCheckpoint, type RowReader } from "../hf/checkpoint.ts";
 import { readDecoderSpec } from "../hf/engine.ts";
-import { inverseFrequencies } from "../hf/rope.ts";
+import { inverseFrequencies, ropeTables } from "../hf/rope.ts";
 import { checkLimits, runSplit } from "../batching.ts";
 import type { BatchOutput, EncoderEngine } from "../engine.ts";
 import {
@@ -349,12 +349,12 @@ export class WebGpuEngine implements EncoderEngine {
     const x = new Float32Array(M * D);
     seqs.forEach((q, b) => q.forEach((tok, t) => x.set(this.embed.row(tok), (b * T + t) * D)));
     gpu.queue.writeBuffer(a.x, 0, x);
-    const half = hd / 2, cs = new Float32Array(T * hd);
+    // the rotary table the ONNX engine uses, interleaved (cos, sin) per frequency for the rope kernel
+    const half = hd / 2, rope = ropeTables(this.inv, T), cs = new Float32Array(T * hd);
     for (let t = 0; t < T; t++) {
       for (let i = 0; i < half; i++) {
-        const ang = Math.fround(this.inv[i] * t);
-        cs[(t * half + i) * 2] = Math.cos(ang);
-        cs[(t * half + i) * 2 + 1] = Math.sin(ang);
+        cs[(t * half + i) * 2] = rope.cos[t * hd + i];
+        cs[(t * half + i) * 2 + 1] = rope.sin[t * hd + i];
       }
     }
     gpu.queue.writeBuffer(a.cs, 0, cs);
