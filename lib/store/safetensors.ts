@@ -204,7 +204,8 @@ export function f32ToF16(src: Float32Array, dst: Uint16Array): void {
   }
 }
 
-function bf16ToF32(src: Uint16Array, dst: Float32Array): void {
+/** Widens bfloat16 to float32 (exact). */
+export function bf16ToF32(src: Uint16Array, dst: Float32Array): void {
   const u = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
   for (let i = 0; i < src.length; i++) u[i] = src[i] << 16;
 }
@@ -245,6 +246,20 @@ export async function readTensor(
     f.close();
   }
   return { data: out, shape: info.shape, dtype: info.dtype };
+}
+
+/** A tensor's bytes exactly as stored (no conversion), for consumers that widen elsewhere (e.g. on a GPU). */
+export async function readTensorBytes(path: string, name: string, header: Header): Promise<Uint8Array<ArrayBuffer>> {
+  const info = header.tensors[name];
+  if (!info) throw new FormatError(path, `no tensor named '${name}'`);
+  const bytes = new Uint8Array(info.dataOffsets[1] - info.dataOffsets[0]);
+  const f = await openForRead(path);
+  try {
+    await readFully(f, bytes, header.dataStart + info.dataOffsets[0], path);
+  } finally {
+    f.close();
+  }
+  return bytes;
 }
 
 /** Reads every tensor of a (small) safetensors file, e.g. a checkpoint. */

@@ -5,7 +5,7 @@
  */
 import { FormatError } from "../../errors.ts";
 import { exists } from "../../fsutil.ts";
-import { f16ToF32, type Header, readHeader, readTensor } from "../../store/safetensors.ts";
+import { bf16ToF32, f16ToF32, type Header, readHeader, readTensor, readTensorBytes } from "../../store/safetensors.ts";
 import type { WeightName } from "./config.ts";
 
 /** The shards of a model folder and where each tensor lives. */
@@ -89,21 +89,7 @@ export class HfCheckpoint {
   /** Reads a tensor's bytes as stored (little-endian), with its dtype: for engines that widen on the GPU. */
   async readRaw(w: WeightName): Promise<{ bytes: Uint8Array<ArrayBuffer>; dtype: "F32" | "F16" | "BF16" }> {
     const { file, header } = this.info(w);
-    const t = header.tensors[w.name];
-    const bytes = new Uint8Array(t.dataOffsets[1] - t.dataOffsets[0]);
-    const f = await Deno.open(file, { read: true });
-    try {
-      await f.seek(header.dataStart + t.dataOffsets[0], Deno.SeekMode.Start);
-      let off = 0;
-      while (off < bytes.length) {
-        const n = await f.read(bytes.subarray(off));
-        if (n === null) throw new FormatError(file, `ends inside '${w.name}'`);
-        off += n;
-      }
-    } finally {
-      f.close();
-    }
-    return { bytes, dtype: t.dtype };
+    return { bytes: await readTensorBytes(file, w.name, header), dtype: header.tensors[w.name].dtype };
   }
 
   /** Opens a row reader over a 2-D tensor (the token embedding). */
@@ -154,7 +140,7 @@ export class RowReader {
       const src = new Uint16Array(buf.buffer);
       out = new Float32Array(this.cols);
       if (this.dtype === "F16") f16ToF32(src, out);
-      else new Uint32Array(out.buffer).set(Array.from(src, (h) => h << 16));
+      else bf16ToF32(src, out);
     }
     if (this.cache.size > 4096) this.cache.clear();
     this.cache.set(r, out);

@@ -66,7 +66,7 @@ export async function prepareHfModel(
   dir: string,
   precision: HfPrecision,
   { cacheDir, log }: { cacheDir?: string; log?: (line: string) => void } = {},
-): Promise<{ cacheDir: string; manifest: CacheManifest; built: boolean }> {
+): Promise<{ cacheDir: string; manifest: CacheManifest; built: boolean; spec: DecoderSpec; ckpt: HfCheckpoint }> {
   const spec = await readDecoderSpec(dir);
   const ckpt = await HfCheckpoint.open(dir);
   const out = cacheDir ?? `${dir}/mrm-onnx-${precision.weights}-${precision.compute}`;
@@ -77,7 +77,7 @@ export async function prepareHfModel(
       if (
         m.graphVersion === GRAPH_VERSION && JSON.stringify(m.precision) === JSON.stringify(precision) &&
         JSON.stringify(m.sources) === JSON.stringify(sources)
-      ) return { cacheDir: out, manifest: m, built: false };
+      ) return { cacheDir: out, manifest: m, built: false, spec, ckpt };
     } catch { /* a broken manifest means a rebuild */ }
   }
   // every weight the network needs, with its shape, is checked before any conversion
@@ -114,7 +114,7 @@ export async function prepareHfModel(
     await Deno.writeTextFile(`${tmp}/manifest.json`, JSON.stringify(manifest, null, 1));
     await Deno.remove(out, { recursive: true }).catch(() => {});
     await Deno.rename(tmp, out);
-    return { cacheDir: out, manifest, built: true };
+    return { cacheDir: out, manifest, built: true, spec, ckpt };
   } catch (e) {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
     throw e;
@@ -152,9 +152,10 @@ export class HfEngine implements EncoderEngine {
   ) {}
 
   static async load(dir: string, opts: HfEngineOptions): Promise<HfEngine> {
-    const spec = await readDecoderSpec(dir);
-    const { cacheDir, manifest, built } = await prepareHfModel(dir, opts.precision, opts);
-    const weightBytes = (parameterCount(spec) - spec.vocab * spec.hidden) * (opts.precision.weights === "f16" ? 2 : 4);
+    // the wasm heap check comes before any conversion
+    const config = await readDecoderSpec(dir);
+    const weightBytes = (parameterCount(config) - config.vocab * config.hidden) *
+      (opts.precision.weights === "f16" ? 2 : 4);
     if (opts.device === "wasm" && weightBytes > WASM_WEIGHT_LIMIT) {
       throw new FormatError(
         dir,
@@ -162,6 +163,7 @@ export class HfEngine implements EncoderEngine {
           `run on a GPU (--device webgpu) or use a smaller model`,
       );
     }
+    const { cacheDir, manifest, built, spec, ckpt } = await prepareHfModel(dir, opts.precision, opts);
     const ort = opts.device === "webgpu" ? await import("onnxruntime-web/webgpu") : await import("onnxruntime-web");
     ort.env.wasm.numThreads = opts.threads ?? 1;
     ort.env.logLevel = "error";
@@ -179,7 +181,6 @@ export class HfEngine implements EncoderEngine {
       throw new FormatError(`${cacheDir}/model.onnx`, `onnxruntime-web (${opts.device}) could not load it: ${e}`);
     }
     const sessionSeconds = (performance.now() - t0) / 1000;
-    const ckpt = await HfCheckpoint.open(dir);
     const embed = await ckpt.rows(globalWeights(spec).embed);
     return new HfEngine(
       spec,
