@@ -36,6 +36,53 @@ export interface TrainConfig {
   valHoldout: number;
   firstOrder: boolean;
   clipNorm: number;
+  /**
+   * "mrm" (the release method, softmax weights adapted by inner Adam) or "mrm-p" (signed
+   * weights adapted by an exact MAP fit under a meta-learned prior; docs/method.md §8).
+   * Absent in configs saved before mrm-p existed, which are "mrm".
+   */
+  method?: "mrm" | "mrm-p";
+  /** mrm-p: the prior precision every base starts from */
+  ridge?: number;
+}
+
+/**
+ * mrm-p's own defaults, applied wherever a flag does not name a value. Chosen by
+ * validation (`--val_holdout 0.2`, never test pairs) on the toolkit's synthetic presets;
+ * `deno task sweep --method mrm-p` re-derives them (README, "Personalisation").
+ */
+export const MRM_P_DEFAULTS = {
+  hiddenSizes: [4],
+  ridge: 3,
+  metaLr: 1e-2,
+  epochs: 20,
+  tasksPerBatch: 4,
+  valRatio: 0.5,
+  objective: "mean" as const,
+};
+
+/** The release flag names of MRM_P_DEFAULTS' fields. */
+const MRM_P_FLAGS: Record<keyof typeof MRM_P_DEFAULTS, string> = {
+  hiddenSizes: "hidden_layers",
+  ridge: "ridge",
+  metaLr: "meta_lr",
+  epochs: "epochs",
+  tasksPerBatch: "tasks_per_batch",
+  valRatio: "val_ratio",
+  objective: "objective",
+};
+
+/**
+ * Turns a config into an mrm-p config: mrm-p's defaults for every field whose flag is
+ * not in `explicit` (the flags the user named).
+ */
+export function personalConfig(c: TrainConfig, explicit: string[] = []): TrainConfig {
+  const out: TrainConfig = { ...c, method: "mrm-p" };
+  const rec = out as unknown as Record<string, unknown>;
+  for (const [key, flag] of Object.entries(MRM_P_FLAGS)) {
+    if (!explicit.includes(flag)) rec[key] = structuredClone((MRM_P_DEFAULTS as Record<string, unknown>)[key]);
+  }
+  return out;
 }
 
 const base = {
@@ -152,6 +199,21 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (!(c.valHoldout >= 0 && c.valHoldout < 1)) {
     throw new ConfigError(`--val_holdout must be in [0, 1), got ${c.valHoldout}`);
   }
+  if (c.method !== undefined && c.method !== "mrm" && c.method !== "mrm-p") {
+    throw new ConfigError(`--method must be mrm or mrm-p, got ${c.method}`);
+  }
+  if (c.method === "mrm-p") {
+    if (c.ridge === undefined || !(c.ridge > 0) || !Number.isFinite(c.ridge)) {
+      throw new ConfigError(`--ridge must be a positive number, got ${c.ridge}`);
+    }
+    if (c.hiddenSizes.length !== 1) {
+      throw new ConfigError(
+        `--hidden_layers: mrm-p uses one layer of K base functions (linear layers compose to one), got ${
+          c.hiddenSizes.join(",")
+        }`,
+      );
+    }
+  }
   if (!Number.isFinite(c.rpoGamma)) throw new ConfigError(`--rpo_gamma must be a number, got ${c.rpoGamma}`);
   if (c.hiddenSizes.some((h) => h > MAX_LAYER)) {
     throw new ConfigError(
@@ -170,5 +232,5 @@ export function validateConfig(c: TrainConfig): TrainConfig {
 export function shortConfig(c: TrainConfig): string {
   return `k${c.hiddenSizes.join("-")}_ilr${c.innerLr}_mlr${c.metaLr}_in${c.trainInnerEpochs}_e${c.epochs}_s${c.seed}${
     c.firstOrder ? "_fo" : ""
-  }${c.objective === "mean" ? "_mean" : ""}`;
+  }${c.objective === "mean" ? "_mean" : ""}${c.method === "mrm-p" ? `_p_r${c.ridge}` : ""}`;
 }

@@ -1,7 +1,7 @@
 /** Shared CLI plumbing for tasks/: release-named flags <-> TrainConfig, errors -> exit codes. */
 import { parseArgs } from "node:util";
 import { ConfigError, FormatError } from "../lib/errors.ts";
-import { preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
+import { personalConfig, preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { type BackendName, initBackend } from "../lib/backend.ts";
 import { detectSplitStyle } from "../lib/data/splits.ts";
 import type { SynthTruth } from "../lib/data/synthetic.ts";
@@ -39,6 +39,8 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
   use_bias: { key: "useBias", kind: "bool", help: "biases in the base functions" },
   first_order: { key: "firstOrder", kind: "bool", help: "first-order inner step (no second-order terms)" },
   objective: { key: "objective", kind: "string", help: "rpo (the method) or mean (plain MAML)" },
+  method: { key: "method", kind: "string", help: "mrm (the release method) or mrm-p (personalising, own defaults)" },
+  ridge: { key: "ridge", kind: "number", help: "mrm-p: initial prior precision of each base" },
   val_holdout: {
     key: "valHoldout",
     kind: "number",
@@ -136,7 +138,7 @@ export function configHelp(c: TrainConfig): string {
   const rec = c as unknown as Record<string, unknown>;
   return Object.entries(CONFIG_FLAGS).map(([name, f]) => {
     const d = rec[f.key];
-    const shown = Array.isArray(d) ? d.join(",") : String(d);
+    const shown = d === undefined ? (name === "method" ? "mrm" : "mrm-p's") : Array.isArray(d) ? d.join(",") : String(d);
     return `  --${name.padEnd(20)} ${f.help} (default ${shown})`;
   }).join("\n");
 }
@@ -202,7 +204,9 @@ export const COMPARISON_OPTIONS: Record<string, FlagOption> = {
 export async function openComparisonStore(
   v: Record<string, string | boolean | string[] | undefined>,
   defaults: Partial<TrainConfig> = {},
-): Promise<{ store: EmbeddingStore; truth?: SynthTruth; name: string; config: TrainConfig; backend: string }> {
+): Promise<
+  { store: EmbeddingStore; truth?: SynthTruth; name: string; config: TrainConfig; backend: string; explicit: string[] }
+> {
   const prefix = resolvePrefix(v as Record<string, string>, "data/emb/synthetic/prism");
   await requireStore(prefix, "synthetic");
   const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
@@ -210,7 +214,8 @@ export async function openComparisonStore(
   const truth = await readTruth(prefix, { meta: store.meta });
   const name = typeof v.preset === "string" ? v.preset : truth ? "synthetic" : detectSplitStyle(store.meta);
   const config = { ...preset(name), ...defaults, splitStyle: detectSplitStyle(store.meta) };
-  applyConfigFlags(config, v);
+  const explicit = applyConfigFlags(config, v);
   config.data = prefix;
-  return { store, truth, name, config: validateConfig(config), backend };
+  const c = config.method === "mrm-p" ? personalConfig(config, explicit) : config;
+  return { store, truth, name, config: validateConfig(c), backend, explicit };
 }

@@ -24,7 +24,8 @@ results.csv, users.csv, table.txt, accuracy.svg, users.svg (and fewshot.csv/.svg
   --data PREFIX        store (default data/emb/synthetic/prism)
   --preset NAME        settings: prism, reddit, reddit100, synthetic (default: synthetic for stores
                        with a .truth.json, else prism or reddit by the store's split field)
-  --methods LIST       comma-separated (default: all; rm is skipped without scores)
+  --methods LIST       comma-separated (default: all; rm is skipped without scores, subspace
+                       without a truth file; mrm-p takes its own defaults for unnamed flags)
   --repeat N           seeds seed..seed+N-1 (default 1)
   --shots LIST         few-shot curve for unseen users, e.g. 5,10,20
   --linear_epochs N    epochs of bt/lore (default: --epochs)
@@ -35,7 +36,7 @@ Training flags pass through to the MRM variants (defaults of the synthetic prese
 ${configHelp(preset("synthetic"))}`);
     return;
   }
-  const { store, truth, name, config, backend } = await openComparisonStore(v);
+  const { store, truth, name, config, backend, explicit } = await openComparisonStore(v);
   const prefix = config.data;
   const repeat = v.repeat === undefined ? 1 : Number(v.repeat);
   if (!Number.isInteger(repeat) || repeat < 1) {
@@ -57,6 +58,7 @@ ${configHelp(preset("synthetic"))}`);
     truth,
     log,
     linear: { epochs: num("linear_epochs"), lr: num("linear_lr") },
+    explicit,
   });
   log.line(
     `\nwrote ${outDir}/{results.csv,users.csv,table.txt,accuracy.svg,users.svg${

@@ -1,7 +1,7 @@
 /** `deno task sweep`: train a grid of settings, select on held-out validation, report test. */
 import { parseGrid, runSweep } from "../lib/compare/sweep.ts";
 import { ConfigError } from "../lib/errors.ts";
-import { preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
+import { personalConfig, preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
 import {
   applyConfigFlags,
@@ -34,6 +34,7 @@ reports its test accuracy beside the release setting's, with the hardest users' 
 Writes output/sweep/<timestamp>/{sweep.csv,users.csv,sweep.svg}.
   --grid FLAG=V1,V2    repeatable; FLAG is a release flag name (hidden_layers values: 2 or 4-2)
   --preset NAME        base settings (default: synthetic with a .truth.json, else prism/reddit)
+  --method mrm-p       sweep mrm-p around its own defaults (the reference row is then those defaults)
 ${configHelp(preset("synthetic"))}`);
     return;
   }
@@ -58,8 +59,9 @@ ${configHelp(preset("synthetic"))}`);
     applyConfigFlags(c, s);
     return validateConfig(c);
   };
-  // the release's value of each swept flag: the preset's (before any override)
-  const rec = preset(name) as unknown as Record<string, unknown>;
+  // the reference value of each swept flag: the preset's (before any override), or mrm-p's default
+  const reference = base.method === "mrm-p" ? personalConfig(preset(name)) : preset(name);
+  const rec = reference as unknown as Record<string, unknown>;
   const release = Object.fromEntries(grid.map((a) => {
     const d = rec[CONFIG_FLAGS[a.flag].key];
     return [a.flag, Array.isArray(d) ? d.join(",") : String(d)];

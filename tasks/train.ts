@@ -2,7 +2,7 @@
 import { type BackendName, initBackend } from "../lib/backend.ts";
 import { ConfigError, FormatError } from "../lib/errors.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
-import { preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
+import { personalConfig, preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
 import { prepareTasks, type RunSummary, runTraining } from "../lib/run/run.ts";
 import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
@@ -40,6 +40,7 @@ ${configHelp(config)}`);
     return;
   }
   const overridden = applyConfigFlags(config, v);
+  if (config.method === "mrm-p" && typeof v.resume !== "string") Object.assign(config, personalConfig(config, overridden));
   if (typeof v.resume === "string" && overridden.length) {
     console.error(
       `warning: --resume continues with the run's saved settings; ignoring ${

@@ -1,9 +1,11 @@
 /**
  * Comparison of MRM with the alternatives on the same store, splits and
- * evaluation: mrm, maml (no RPO), mrm-fo (first order), lore, bt, user, rm.
+ * evaluation: mrm, mrm-p (personalising), maml (no RPO), mrm-fo (first order), lore, bt,
+ * user, rm, and on synthetic stores the `subspace` ceiling.
  */
 import { evaluateLinear, trainLinear } from "../baselines/linear.ts";
 import { evaluateRm, hasScores } from "../baselines/rm.ts";
+import { evaluateSubspace, fitSubspace } from "../baselines/subspace.ts";
 import { evaluateUserModels } from "../baselines/user.ts";
 import type { SynthTruth } from "../data/synthetic.ts";
 import type { UserTask } from "../data/tasks.ts";
@@ -12,7 +14,7 @@ import { type EvalResult, evaluate, evaluateProjected } from "../eval/evaluate.t
 import { oracleAccuracy } from "../eval/oracle.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { projectAll } from "../model/project.ts";
-import type { TrainConfig } from "../presets.ts";
+import { personalConfig, type TrainConfig } from "../presets.ts";
 import { accuracyBarSpec, fewShotSpec, userDistributionSpec, writeChart } from "../report/charts.ts";
 import { meanStd, table } from "../report/table.ts";
 import { loadCheckpoint } from "../run/checkpoint.ts";
@@ -22,7 +24,7 @@ import { prepareTasks, runTraining } from "../run/run.ts";
 import type { EmbeddingStore } from "../store/store.ts";
 
 /** Every method, in the order tables list them. */
-export const METHODS = ["mrm", "maml", "mrm-fo", "lore", "bt", "user", "rm"] as const;
+export const METHODS = ["mrm", "mrm-p", "maml", "mrm-fo", "lore", "bt", "user", "rm", "subspace"] as const;
 /** A method name. */
 export type Method = typeof METHODS[number];
 
@@ -46,6 +48,8 @@ export interface CompareOptions {
   log: RunLog;
   /** epochs and lr of bt/lore (defaults: the config's epochs, lr 1e-2) */
   linear?: { epochs?: number; lr?: number };
+  /** the config flags the user named: mrm-p keeps those and takes its own defaults for the rest */
+  explicit?: string[];
 }
 
 /** The result: every run, the methods skipped (and why), and the few-shot users. */
@@ -95,9 +99,21 @@ async function runOne(
   let result: EvalResult;
   let fewshot: { shots: number; acc: number }[] = [];
   const evalOpts = { innerLr: config.innerLr, innerSteps: config.evalInnerEpochs };
-  if (method === "mrm" || method === "maml" || method === "mrm-fo") {
-    const c: TrainConfig = {
+  if (method === "subspace") {
+    const model = fitSubspace(opts.truth!, store.embeddings, store.dim, seen);
+    const trainSeconds = (performance.now() - t0) / 1000;
+    opts.log.line(`   subspace: prior strength ${model.strength} chosen on the seen users' train pairs (2-fold)`);
+    result = evaluateSubspace(model, store.embeddings, store.dim, all);
+    fewshot = (opts.shots ?? []).map((s) => ({
+      shots: s,
+      acc: evaluateSubspace(model, store.embeddings, store.dim, few, { shots: s }).unseen.mean,
+    }));
+    return { method, seed: config.seed, result, trainSeconds, fewshot };
+  }
+  if (method === "mrm" || method === "mrm-p" || method === "maml" || method === "mrm-fo") {
+    const c: TrainConfig = method === "mrm-p" ? personalConfig({ ...config, method: "mrm-p" }, opts.explicit) : {
       ...config,
+      method: "mrm",
       objective: method === "maml" ? "mean" : "rpo",
       firstOrder: method === "mrm-fo" || config.firstOrder,
     };
@@ -157,6 +173,14 @@ export async function runCompare(
   for (const method of opts.methods) {
     for (const seed of opts.seeds) {
       const c = { ...config, seed };
+      if (method === "subspace" && !opts.truth?.directions) {
+        const reason = opts.truth
+          ? "the truth file records no latent directions (regenerate the store with deno task synth)"
+          : "it needs a synthetic store's truth file (<prefix>.truth.json)";
+        skipped.push({ method, reason });
+        opts.log.line(`subspace: skipped, ${reason}`);
+        break;
+      }
       if (method === "rm") {
         const { seen, unseen } = prepareTasks(store, c);
         if (!hasScores([...seen, ...unseen])) {

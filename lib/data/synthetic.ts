@@ -43,6 +43,13 @@ export interface SynthTruth {
   users: Record<string, { kind: "typical" | "contrarian" | "long_tail"; weights: number[] }>;
   /** per user, per entry: P(chosen preferred) under the user's true reward */
   oracle: Record<string, number[]>;
+  /**
+   * the latent reward directions d_l (L unit vectors of H values) and the embedding scale:
+   * c_l(x) = d_l . (x - mu) / scale; `subspace` fits users on these. Absent in truth files
+   * written before they were recorded.
+   */
+  directions?: number[][];
+  scale?: number;
 }
 
 /** Fast uniform PRNG (mulberry32) for bulk embedding values. */
@@ -193,7 +200,11 @@ export function generateSynthetic(
     const o = r * dim;
     for (let i = 0; i < dim; i++) embeddings[o + i] += mu[i];
   }
-  return { embeddings, meta, truth: { options: opts, users: truthUsers, oracle } };
+  return {
+    embeddings,
+    meta,
+    truth: { options: opts, users: truthUsers, oracle, directions: dirs.map((d) => Array.from(d)), scale },
+  };
 }
 
 /** Generates and writes `<prefix>.safetensors`, `<prefix>.json`, `<prefix>.truth.json`. */

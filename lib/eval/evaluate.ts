@@ -1,9 +1,10 @@
 /**
- * User-level evaluation (docs/method.md §4): adapt theta per user with a fresh Adam on
- * all train pairs, then score the test pairs; ties are wrong. The one
+ * User-level evaluation (docs/method.md §4): adapt each user on all train pairs (MRM: a
+ * fresh inner Adam on theta; mrm-p: the MAP fit), then score the test pairs; ties are wrong. The one
  * implementation used by training, `test:*`, and the library.
  */
-import { adaptTheta } from "../model/kspace.ts";
+import { adaptWeights, marginAccuracy } from "../model/adapt.ts";
+import { softmax } from "../model/kspace.ts";
 import { headMatrix } from "../model/head.ts";
 import { type MrmParams, numBases } from "../model/params.ts";
 import { projectAll } from "../model/project.ts";
@@ -69,20 +70,9 @@ export function groupStats(acc: number[]): GroupStats {
   return { n, mean, median, worst10 };
 }
 
-/** Fraction of rows whose margin w(theta) . z is strictly positive. */
+/** Fraction of rows whose margin softmax(theta) . z is strictly positive. */
 export function accuracyOf(theta: ArrayLike<number>, z: Float64Array, n: number): number {
-  const K = theta.length;
-  let mx = -Infinity;
-  for (let k = 0; k < K; k++) mx = Math.max(mx, theta[k]);
-  const w = new Float64Array(K);
-  for (let k = 0; k < K; k++) w[k] = Math.exp(theta[k] - mx);
-  let correct = 0;
-  for (let p = 0; p < n; p++) {
-    let m = 0;
-    for (let k = 0; k < K; k++) m += w[k] * z[p * K + k];
-    if (m > 0) correct++;
-  }
-  return correct / n;
+  return marginAccuracy(softmax(theta), z, n);
 }
 
 /** Evaluates every user of `tasks` against a model, projecting the store once. */
@@ -108,8 +98,8 @@ export function evaluateProjected(
     const c = (p: number) => t.chosen[p], r = (p: number) => t.rejected[p];
     const train = shots === undefined ? t.train : t.train.slice(0, shots);
     const tr = pairFeatures(y, h1, head, K, c, r, train).z;
-    const theta = adaptTheta(params.sharedWeight, tr, train.length, { lr: innerLr, steps: innerSteps });
-    const acc = (pos: number[]) => accuracyOf(theta, pairFeatures(y, h1, head, K, c, r, pos).z, pos.length);
+    const w = adaptWeights(params, tr, train.length, { innerLr, innerSteps });
+    const acc = (pos: number[]) => marginAccuracy(w, pairFeatures(y, h1, head, K, c, r, pos).z, pos.length);
     const res: UserResult = {
       id: t.id,
       group: t.group,

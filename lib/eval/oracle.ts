@@ -45,6 +45,17 @@ export async function readTruth(
       return problem(`oracle of user '${u}' is not a list of probabilities`);
     }
   }
+  if (t.directions !== undefined) {
+    const d = t.directions as unknown[];
+    const h = Array.isArray(d) && Array.isArray(d[0]) ? (d[0] as unknown[]).length : 0;
+    if (
+      !Array.isArray(d) || d.length === 0 || h === 0 ||
+      d.some((row) => !Array.isArray(row) || row.length !== h || row.some((x) => !Number.isFinite(x))) ||
+      !(typeof t.scale === "number" && t.scale > 0)
+    ) {
+      return problem("directions must be equal-length lists of finite numbers, with a positive scale");
+    }
+  }
   if (meta) {
     for (const [u, entries] of Object.entries(meta)) {
       const p = oracle[u] as number[] | undefined;

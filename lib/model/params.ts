@@ -11,11 +11,23 @@ export interface Layer {
   bias?: Float32Array;
 }
 
-/** The model: base functions `layers` and the K user logits `sharedWeight`. */
+/**
+ * The model: base functions `layers` and the K user logits `sharedWeight`. An `mrm-p`
+ * model (docs/method.md §8) also has `priorLogPrecision`: there `sharedWeight` is the
+ * prior mean w0 of a user's signed weights and exp(priorLogPrecision) the prior's
+ * per-base precisions.
+ */
 export interface MrmParams {
   dim: number;
   layers: Layer[];
   sharedWeight: Float32Array;
+  /** mrm-p only: log precision of the prior on a user's weights (K values) */
+  priorLogPrecision?: Float32Array;
+}
+
+/** True for an `mrm-p` model (signed weights, MAP adaptation), false for the release MRM. */
+export function isPersonal(p: MrmParams): p is MrmParams & { priorLogPrecision: Float32Array } {
+  return p.priorLogPrecision !== undefined;
 }
 
 /** The input scale applied before the first layer (fixed in the release). */
@@ -60,12 +72,14 @@ export function cloneParams(p: MrmParams): MrmParams {
     dim: p.dim,
     layers: p.layers.map((l) => ({ ...l, weight: l.weight.slice(), bias: l.bias?.slice() })),
     sharedWeight: p.sharedWeight.slice(),
+    ...(p.priorLogPrecision ? { priorLogPrecision: p.priorLogPrecision.slice() } : {}),
   };
 }
 
 /** Every trainable array in a fixed order (shared_weight first), with its state_dict name. */
 export function namedArrays(p: MrmParams): [string, Float32Array][] {
   const out: [string, Float32Array][] = [["shared_weight", p.sharedWeight]];
+  if (p.priorLogPrecision) out.push(["prior_log_precision", p.priorLogPrecision]);
   p.layers.forEach((l, i) => {
     out.push([`layers.${i}.weight`, l.weight]);
     if (l.bias) out.push([`layers.${i}.bias`, l.bias]);
@@ -81,6 +95,7 @@ export function paramsToTensors(p: MrmParams): Record<string, TensorToWrite> {
     if (l.bias) t[`layers.${i}.bias`] = { data: l.bias, shape: [l.out] };
   });
   t.shared_weight = { data: p.sharedWeight, shape: [p.sharedWeight.length] };
+  if (p.priorLogPrecision) t.prior_log_precision = { data: p.priorLogPrecision, shape: [p.priorLogPrecision.length] };
   return t;
 }
 
@@ -119,5 +134,13 @@ export function paramsFromTensors(
   if (sw.data.length !== k) {
     throw new FormatError(file, `'shared_weight' has ${sw.data.length} values but the last layer has ${k} outputs`);
   }
-  return { dim: layers[0].in, layers, sharedWeight: sw.data };
+  const params: MrmParams = { dim: layers[0].in, layers, sharedWeight: sw.data };
+  const plp = tensors.prior_log_precision;
+  if (plp) {
+    if (plp.data.length !== k) {
+      throw new FormatError(file, `'prior_log_precision' has ${plp.data.length} values but the last layer has ${k} outputs`);
+    }
+    params.priorLogPrecision = plp.data;
+  }
+  return params;
 }

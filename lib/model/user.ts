@@ -1,14 +1,14 @@
 /** The single-user workflow (docs/method.md §7): adapt a copy of the model to one user, score pairs. */
 import { ConfigError } from "../errors.ts";
 import { baseOutputs } from "./head.ts";
-import { adaptTheta, softmax } from "./kspace.ts";
+import { adaptWeights } from "./adapt.ts";
 import type { MrmParams } from "./params.ts";
 
 /** A meta-trained model with one user's adapted weights. */
 export interface UserModel {
   params: MrmParams;
-  /** the user's adapted logits (shared_weight after adaptation) */
-  theta: Float64Array;
+  /** the user's mixing weights w after adaptation: reward(x) = w . phi(x) */
+  weights: Float64Array;
 }
 
 /** Embedding rows: one flat row-major array (n x H), or an array of rows of H values each. */
@@ -77,13 +77,13 @@ export function adaptUser(
   const c = baseOutputs(params, c0.data, n), r = baseOutputs(params, r0.data, n);
   const z = new Float64Array(c.length);
   for (let i = 0; i < z.length; i++) z[i] = c[i] - r[i];
-  return { params, theta: adaptTheta(params.sharedWeight, z, n, { lr: innerLr, steps: innerSteps }) };
+  return { params, weights: adaptWeights(params, z, n, { innerLr, innerSteps }) };
 }
 
 /** The user's rewards of embedding rows X (n x H). */
 export function scoreRows(user: UserModel, x: Rows): Float64Array {
   const { data, n } = flatRows("rows", x, user.params.dim);
-  const K = user.theta.length, w = softmax(user.theta), phi = baseOutputs(user.params, data, n);
+  const K = user.weights.length, w = user.weights, phi = baseOutputs(user.params, data, n);
   const r = new Float64Array(n);
   for (let i = 0; i < n; i++) for (let k = 0; k < K; k++) r[i] += w[k] * phi[i * K + k];
   return r;

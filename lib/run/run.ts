@@ -8,7 +8,8 @@ import { buildTasks, type UserTask } from "../data/tasks.ts";
 import { ConfigError } from "../errors.ts";
 import { evaluate, type UserResult } from "../eval/evaluate.ts";
 import { exists, writeFileAtomic } from "../fsutil.ts";
-import { initParams, type MrmParams } from "../model/params.ts";
+import { initParams, isPersonal, type MrmParams, namedArrays } from "../model/params.ts";
+import { initPersonal } from "../train/personal_init.ts";
 import type { TrainConfig } from "../presets.ts";
 import type { EmbeddingStore } from "../store/store.ts";
 import { initialState, makeTrainer, totalSteps, trainEpoch, type TrainState } from "../train/meta.ts";
@@ -148,8 +149,7 @@ export async function claimRunFolder(
 
 /** The name of the first parameter tensor holding NaN or Inf, if any. */
 function nonFinite(p: MrmParams): string | undefined {
-  const all: [string, Float32Array | undefined][] = [["shared_weight", p.sharedWeight]];
-  p.layers.forEach((l, i) => all.push([`layers.${i}.weight`, l.weight], [`layers.${i}.bias`, l.bias]));
+  const all: [string, Float32Array | undefined][] = namedArrays(p);
   for (const [name, a] of all) if (a && a.some((v) => !Number.isFinite(v))) return name;
   return undefined;
 }
@@ -203,8 +203,22 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
         log.line(`--init ${opts.init}: using its architecture (hidden ${k}, bias ${Boolean(params.layers[0].bias)})`);
         config = { ...config, hiddenSizes: params.layers.map((l) => l.out), useBias: Boolean(params.layers[0].bias) };
       }
+    } else if (config.method === "mrm-p") {
+      const { seen } = prepareTasks(store, config);
+      params = await initPersonal(store.embeddings, store.dim, seen, {
+        k: config.hiddenSizes[0],
+        ridge: config.ridge ?? 1,
+        seed: config.seed,
+      });
     } else {
       params = initParams(store.dim, { hiddenSizes: config.hiddenSizes, useBias: config.useBias, seed: config.seed });
+    }
+    if (config.method === "mrm-p" && !isPersonal(params)) {
+      throw new ConfigError(`--init ${opts.init}: a release MRM checkpoint cannot start an mrm-p run (no prior)`);
+    }
+    if (config.method !== "mrm-p" && isPersonal(params)) {
+      config = { ...config, method: "mrm-p", ridge: config.ridge ?? 1 };
+      log.line(`--init ${opts.init}: an mrm-p checkpoint; training continues as mrm-p`);
     }
     state = initialState(params);
     await writeFileAtomic(

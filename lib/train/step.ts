@@ -6,7 +6,8 @@
 import { pairFeatures, type UserTask } from "../data/tasks.ts";
 import { headGrads, headMatrix } from "../model/head.ts";
 import { taskGrad } from "../model/kspace.ts";
-import { INPUT_SCALE, type MrmParams, namedArrays, numBases } from "../model/params.ts";
+import { INPUT_SCALE, isPersonal, type MrmParams, namedArrays, numBases } from "../model/params.ts";
+import { personalGrad } from "../model/personal.ts";
 import { firstLayerTensor, RowBlock } from "../model/project.ts";
 import { rpo } from "./rpo.ts";
 
@@ -101,12 +102,22 @@ export async function metaStep(
       const r = (p: number) => offsets[b] + t.rows.localRejected[p];
       const s = pairFeatures(y, h1, head, K, c, r, t.support);
       const q = pairFeatures(y, h1, head, K, c, r, t.query);
+      if (isPersonal(params)) {
+        const pg = personalGrad(
+          { w0: params.sharedWeight, rho: params.priorLogPrecision },
+          s.z,
+          t.support.length,
+          q.z,
+          t.query.length,
+        );
+        return { s, q, g: { loss: pg.loss, dTheta: pg.dW0, dZs: pg.dZs, dZq: pg.dZq }, dRho: pg.dRho, c, r };
+      }
       const g = taskGrad(params.sharedWeight, s.z, t.support.length, q.z, t.query.length, {
         lr: opts.innerLr,
         steps: opts.innerSteps,
         firstOrder: opts.firstOrder,
       });
-      return { s, q, g, c, r };
+      return { s, q, g, dRho: undefined, c, r };
     });
     const losses = per.map((p) => p.g.loss);
     const { objective, coef } = opts.objective === "mean"
@@ -116,13 +127,14 @@ export async function metaStep(
       }
       : rpo(losses, opts.rpoRho, opts.rpoGamma);
 
-    const gTheta = new Float64Array(K);
+    const gTheta = new Float64Array(K), gRho = new Float64Array(K);
     const gB = new Float64Array(K * h1);
     const rowCoef = new Float32Array(h1 * nRows); // h1 x nRows
     const ybar = new Float64Array(h1);
     per.forEach((u, b) => {
       const cb = coef[b];
       for (let k = 0; k < K; k++) gTheta[k] += cb * u.g.dTheta[k];
+      if (u.dRho) for (let k = 0; k < K; k++) gRho[k] += cb * u.dRho[k];
       const side = (feat: { yd: Float64Array }, dz: Float64Array, positions: number[]) => {
         positions.forEach((pos, i) => {
           ybar.fill(0);
@@ -149,6 +161,7 @@ export async function metaStep(
     const grads: Float64Array[] = [];
     for (const [name, arr] of namedArrays(params)) {
       if (name === "shared_weight") grads.push(gTheta);
+      else if (name === "prior_log_precision") grads.push(gRho);
       else if (name === "layers.0.weight") grads.push(gW1);
       else if (name.endsWith(".weight")) grads.push(gHead[Number(name.split(".")[1]) - 1]);
       else grads.push(new Float64Array(arr.length)); // biases cancel in chosen - rejected
