@@ -138,7 +138,11 @@ export function configHelp(c: TrainConfig): string {
   const rec = c as unknown as Record<string, unknown>;
   return Object.entries(CONFIG_FLAGS).map(([name, f]) => {
     const d = rec[f.key];
-    const shown = d === undefined ? (name === "method" ? "mrm" : "mrm-p's") : Array.isArray(d) ? d.join(",") : String(d);
+    const shown = d === undefined
+      ? (name === "method" ? "mrm" : "mrm-p's")
+      : Array.isArray(d)
+      ? d.join(",")
+      : String(d);
     return `  --${name.padEnd(20)} ${f.help} (default ${shown})`;
   }).join("\n");
 }

@@ -40,7 +40,9 @@ ${configHelp(config)}`);
     return;
   }
   const overridden = applyConfigFlags(config, v);
-  if (config.method === "mrm-p" && typeof v.resume !== "string") Object.assign(config, personalConfig(config, overridden));
+  if (config.method === "mrm-p" && typeof v.resume !== "string") {
+    Object.assign(config, personalConfig(config, overridden));
+  }
   if (typeof v.resume === "string" && overridden.length) {
     console.error(
       `warning: --resume continues with the run's saved settings; ignoring ${

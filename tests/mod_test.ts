@@ -38,7 +38,10 @@ Deno.test("README example: load a checkpoint, adapt to one user, score new pairs
   // --- end ---
 
   assert.equal(scores.chosen.length, test.length);
-  assert.ok(user.weights.some((v, k) => Math.abs(v - softmax(params.sharedWeight)[k]) > 1e-12), "adaptation must move the user's weights");
+  assert.ok(
+    user.weights.some((v, k) => Math.abs(v - softmax(params.sharedWeight)[k]) > 1e-12),
+    "adaptation must move the user's weights",
+  );
   scores.prefersChosen.forEach((p, i) => assert.equal(p, scores.chosen[i] > scores.rejected[i]));
   assert.throws(
     () => adaptUser(params, new Float32Array(H + 1), new Float32Array(H + 1)),

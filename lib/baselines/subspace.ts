@@ -59,7 +59,9 @@ export function fitSubspace(truth: SynthTruth, embeddings: Float32Array, dim: nu
     );
   }
   if (truth.directions[0].length !== dim) {
-    throw new ConfigError(`subspace: the truth's directions have ${truth.directions[0].length} values, the store H=${dim}`);
+    throw new ConfigError(
+      `subspace: the truth's directions have ${truth.directions[0].length} values, the store H=${dim}`,
+    );
   }
   const base = { directions: truth.directions.map((d) => Float32Array.from(d)), scale: truth.scale };
   const L = base.directions.length;
@@ -108,7 +110,8 @@ export function evaluateSubspace(
 ): EvalResult {
   const users: UserResult[] = tasks.map((t) => {
     const train = shots === undefined ? t.train : t.train.slice(0, shots);
-    const w = fitUser(prior(model.pooled, model.strength), latentDiffs(model, embeddings, dim, t, train), train.length).w;
+    const w =
+      fitUser(prior(model.pooled, model.strength), latentDiffs(model, embeddings, dim, t, train), train.length).w;
     const acc = (pos: number[]) => marginAccuracy(w, latentDiffs(model, embeddings, dim, t, pos), pos.length);
     const res: UserResult = {
       id: t.id,

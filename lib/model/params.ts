@@ -138,7 +138,10 @@ export function paramsFromTensors(
   const plp = tensors.prior_log_precision;
   if (plp) {
     if (plp.data.length !== k) {
-      throw new FormatError(file, `'prior_log_precision' has ${plp.data.length} values but the last layer has ${k} outputs`);
+      throw new FormatError(
+        file,
+        `'prior_log_precision' has ${plp.data.length} values but the last layer has ${k} outputs`,
+      );
     }
     params.priorLogPrecision = plp.data;
   }

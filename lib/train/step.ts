@@ -134,7 +134,7 @@ export async function metaStep(
     per.forEach((u, b) => {
       const cb = coef[b];
       for (let k = 0; k < K; k++) gTheta[k] += cb * u.g.dTheta[k];
-      if (u.dRho) for (let k = 0; k < K; k++) gRho[k] += cb * u.dRho[k];
+      if (u.dRho) { for (let k = 0; k < K; k++) gRho[k] += cb * u.dRho[k]; }
       const side = (feat: { yd: Float64Array }, dz: Float64Array, positions: number[]) => {
         positions.forEach((pos, i) => {
           ybar.fill(0);
