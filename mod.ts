@@ -16,7 +16,11 @@
  * @module
  */
 export { adaptUser, type Rows, scorePairs, scoreRows, type UserModel } from "./lib/model/user.ts";
-export { cloneParams, initParams, type Layer, type MrmParams } from "./lib/model/params.ts";
+export { cloneParams, initParams, isPersonal, type Layer, type MrmParams } from "./lib/model/params.ts";
+export { adaptWeights, marginAccuracy } from "./lib/model/adapt.ts";
+export { type Fit, fitUser, mapLoss, type PersonalGrad, personalGrad, type Prior } from "./lib/model/personal.ts";
+export { initPersonal, type PersonalInitOptions } from "./lib/train/personal_init.ts";
+export { evaluateSubspace, fitSubspace, type SubspaceModel } from "./lib/baselines/subspace.ts";
 export { adaptTheta, btLoss, type InnerOptions, type TaskGrad, taskGrad } from "./lib/model/kspace.ts";
 export { loadCheckpoint, saveCheckpoint } from "./lib/run/checkpoint.ts";
 export { type EmbeddingStore, loadStore, type PairEntry, type StoreMeta, writeStore } from "./lib/store/store.ts";
@@ -26,7 +30,7 @@ export { md5Mod32, PyRandom } from "./lib/data/rng.ts";
 export { generateSynthetic, type SynthOptions, writeSynthetic } from "./lib/data/synthetic.ts";
 export { type EvalResult, evaluate, groupStats } from "./lib/eval/evaluate.ts";
 export { prepareTasks, type RunSummary, runTraining } from "./lib/run/run.ts";
-export { preset, PRESETS, type TrainConfig } from "./lib/presets.ts";
+export { MRM_P_DEFAULTS, personalConfig, preset, PRESETS, type TrainConfig } from "./lib/presets.ts";
 export { type BackendName, initBackend } from "./lib/backend.ts";
 export { ConfigError, FormatError } from "./lib/errors.ts";
 export { type Encoded, type EncoderOptions, loadRewardHead, RewardEncoder } from "./lib/encoder/encoder.ts";

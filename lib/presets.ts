@@ -53,9 +53,9 @@ export interface TrainConfig {
  */
 export const MRM_P_DEFAULTS = {
   hiddenSizes: [4],
-  ridge: 3,
-  metaLr: 1e-2,
-  epochs: 20,
+  ridge: 10,
+  metaLr: 1e-3,
+  epochs: 5,
   tasksPerBatch: 4,
   valRatio: 0.5,
   objective: "mean" as const,

@@ -6,6 +6,7 @@ import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
 import { preset, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { loadCheckpoint } from "../lib/run/checkpoint.ts";
+import { isPersonal } from "../lib/model/params.ts";
 import { toCsv } from "../lib/run/csv.ts";
 import { newestRun, runCheckpoint } from "../lib/run/find.ts";
 import { prepareTasks } from "../lib/run/run.ts";
@@ -99,7 +100,7 @@ ${configHelp(preset(dataset))}`);
       secs.toFixed(2)
     } s)`,
   );
-  const rows: (string | number)[][] = [accuracyRow("MRM", r, { medians: true })];
+  const rows: (string | number)[][] = [accuracyRow(isPersonal(loaded.params) ? "mrm-p" : "MRM", r, { medians: true })];
   const truth = await readTruth(config.data, { meta: store.meta });
   if (truth) rows.push(accuracyRow("oracle", oracleAccuracy(truth, [...seen, ...unseen]), { medians: true }));
   console.log(table(accuracyHeader({ medians: true }), rows));

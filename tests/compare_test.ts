@@ -99,3 +99,53 @@ Deno.test("sweep: chooses the best validation accuracy (not test), includes the 
   assert.equal(noHold.code, 2);
   assert.match(noHold.err, /needs --val_holdout > 0/);
 });
+
+Deno.test("compare: subspace (the ceiling) and mrm-p on a Reddit-like store; mrm-p's few-shot curve rises", async () => {
+  await using t = await tempDir();
+  const prefix = `${t.dir}/r`;
+  await writeSynthetic(prefix, { preset: "reddit", users: 16, dim: 24, seed: 5, redditPairs: [80, 20] });
+  const out = `${t.dir}/cmp`;
+  const r = await task("compare.ts", [
+    "--data",
+    prefix,
+    "--preset",
+    "reddit",
+    "--unseen_train_limit",
+    "-1",
+    "--methods",
+    "mrm-p,bt,subspace",
+    "--shots",
+    "5,80",
+    "--out",
+    out,
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /subspace: prior strength [\d.]+ chosen on the seen users' train pairs/);
+  const res = parseCsv(await Deno.readTextFile(`${out}/results.csv`));
+  const overall = (m: string) => Number(res.find((row) => row[0] === m)![4]);
+  assert.ok(overall("subspace") > overall("bt") + 0.05, `subspace ${overall("subspace")} vs bt ${overall("bt")}`);
+  const few = parseCsv(await Deno.readTextFile(`${out}/fewshot.csv`));
+  const at = (m: string, s: string) => Number(few.find((row) => row[0] === m && row[2] === s)![3]);
+  assert.ok(at("mrm-p", "80") > at("mrm-p", "5"), `mrm-p few-shot ${at("mrm-p", "5")} -> ${at("mrm-p", "80")}`);
+  assert.equal(at("bt", "80"), at("bt", "5"), "a shared model does not adapt");
+  assert.match(await Deno.readTextFile(`${out}/table.txt`), /subspace/);
+});
+
+Deno.test("compare: subspace without a truth file is skipped with the reason", async () => {
+  await using t = await tempDir();
+  const prefix = `${t.dir}/r`;
+  await writeSynthetic(prefix, { preset: "reddit", users: 6, dim: 8, seed: 5, redditPairs: [10, 4] });
+  await Deno.remove(`${prefix}.truth.json`);
+  const r = await task("compare.ts", [
+    "--data",
+    prefix,
+    "--methods",
+    "bt,subspace",
+    "--epochs",
+    "1",
+    "--out",
+    `${t.dir}/c`,
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /skipped subspace: it needs a synthetic store's truth file/);
+});

@@ -142,3 +142,43 @@ Deno.test("train --resume continues an interrupted run folder through the CLI", 
   assert.equal(r.code, 2);
   assert.match(r.err, /not a run folder/);
 });
+
+Deno.test("train --method mrm-p -> test: its own defaults, the prior in the checkpoint, test:* reproduces the last evaluation", async () => {
+  await using t = await tempDir();
+  const prefix = `${t.dir}/r`;
+  let r = await task("synth.ts", ["--preset", "reddit", "--users", "12", "--dim", "16", "--out", prefix]);
+  assert.equal(r.code, 0, r.err);
+  r = await task("train.ts", ["--preset", "reddit", "--data", prefix, "--method", "mrm-p", "--out", `${t.dir}/run`]);
+  assert.equal(r.code, 0, r.err);
+  const cfg = JSON.parse(await Deno.readTextFile(`${t.dir}/run/config.json`));
+  // flags not named take mrm-p's defaults; the preset's split settings stay
+  assert.equal(cfg.method, "mrm-p");
+  assert.deepEqual(cfg.hiddenSizes, [4]);
+  assert.equal(cfg.seenTrainLimit, 150);
+  const last = JSON.parse(await Deno.readTextFile(`${t.dir}/run/summary.json`)).last;
+  r = await task("test.ts", ["--preset", "reddit", "--run", `${t.dir}/run`, "--out", `${t.dir}/u.csv`]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /mrm-p\s+\d/);
+  const m = /mrm-p\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)/.exec(r.out)!;
+  assert.equal(Number(m[3]), Number((100 * last.overall_acc).toFixed(1)));
+  // a named flag wins over mrm-p's default
+  r = await task("train.ts", [
+    "--preset",
+    "reddit",
+    "--data",
+    prefix,
+    "--method",
+    "mrm-p",
+    "--hidden_layers",
+    "3",
+    "--epochs",
+    "1",
+    "--out",
+    `${t.dir}/run2`,
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(JSON.parse(await Deno.readTextFile(`${t.dir}/run2/config.json`)).hiddenSizes, [3]);
+  r = await task("train.ts", ["--data", prefix, "--method", "mrm-p", "--hidden_layers", "4,2", "--out", `${t.dir}/x`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--hidden_layers: mrm-p uses one layer/);
+});
