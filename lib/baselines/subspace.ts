@@ -9,7 +9,7 @@
 import type { SynthTruth } from "../data/synthetic.ts";
 import type { UserTask } from "../data/tasks.ts";
 import { ConfigError } from "../errors.ts";
-import { type EvalResult, summarize, type UserResult } from "../eval/evaluate.ts";
+import { type EvalResult, evaluateUsers } from "../eval/evaluate.ts";
 import { marginAccuracy } from "../model/adapt.ts";
 import { fitUser } from "../model/personal.ts";
 
@@ -108,20 +108,9 @@ export function evaluateSubspace(
   tasks: UserTask[],
   { shots }: { shots?: number } = {},
 ): EvalResult {
-  const users: UserResult[] = tasks.map((t) => {
-    const train = shots === undefined ? t.train : t.train.slice(0, shots);
+  return evaluateUsers(tasks, shots, (t, train) => {
     const w =
       fitUser(prior(model.pooled, model.strength), latentDiffs(model, embeddings, dim, t, train), train.length).w;
-    const acc = (pos: number[]) => marginAccuracy(w, latentDiffs(model, embeddings, dim, t, pos), pos.length);
-    const res: UserResult = {
-      id: t.id,
-      group: t.group,
-      nTrain: train.length,
-      nTest: t.test.length,
-      accuracy: acc(t.test),
-    };
-    if (t.val.length) res.valAccuracy = acc(t.val);
-    return res;
+    return (pos) => marginAccuracy(w, latentDiffs(model, embeddings, dim, t, pos), pos.length);
   });
-  return summarize(users);
 }

@@ -94,12 +94,26 @@ export function evaluateProjected(
   { innerLr, innerSteps, shots }: EvalOptions,
 ): EvalResult {
   const h1 = params.layers[0].out, K = numBases(params), head = headMatrix(params);
-  const users: UserResult[] = tasks.map((t) => {
+  return evaluateUsers(tasks, shots, (t, train) => {
     const c = (p: number) => t.chosen[p], r = (p: number) => t.rejected[p];
+    const w = adaptWeights(params, pairFeatures(y, h1, head, K, c, r, train).z, train.length, { innerLr, innerSteps });
+    return (pos) => marginAccuracy(w, pairFeatures(y, h1, head, K, c, r, pos).z, pos.length);
+  });
+}
+
+/**
+ * The per-user evaluation loop every method shares: `fit` adapts to a user's (first
+ * `shots`) train pairs and returns an accuracy function over pair positions, which scores
+ * the test pairs and, when the user has any, the validation pairs.
+ */
+export function evaluateUsers(
+  tasks: UserTask[],
+  shots: number | undefined,
+  fit: (t: UserTask, train: number[]) => (positions: number[]) => number,
+): EvalResult {
+  return summarize(tasks.map((t) => {
     const train = shots === undefined ? t.train : t.train.slice(0, shots);
-    const tr = pairFeatures(y, h1, head, K, c, r, train).z;
-    const w = adaptWeights(params, tr, train.length, { innerLr, innerSteps });
-    const acc = (pos: number[]) => marginAccuracy(w, pairFeatures(y, h1, head, K, c, r, pos).z, pos.length);
+    const acc = fit(t, train);
     const res: UserResult = {
       id: t.id,
       group: t.group,
@@ -109,6 +123,5 @@ export function evaluateProjected(
     };
     if (t.val.length) res.valAccuracy = acc(t.val);
     return res;
-  });
-  return summarize(users);
+  }));
 }
