@@ -149,9 +149,7 @@ export async function claimRunFolder(
 
 /** The name of the first parameter tensor holding NaN or Inf, if any. */
 function nonFinite(p: MrmParams): string | undefined {
-  const all: [string, Float32Array | undefined][] = namedArrays(p);
-  for (const [name, a] of all) if (a && a.some((v) => !Number.isFinite(v))) return name;
-  return undefined;
+  return namedArrays(p).find(([, a]) => a.some((v) => !Number.isFinite(v)))?.[0];
 }
 
 /** Trains, evaluates and checkpoints one run; returns its summary. */
@@ -171,6 +169,7 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
   await log.attach(`${outDir}/train.log`);
   const resumePath = `${outDir}/resume.safetensors`;
   let state: TrainState;
+  let tasks: { seen: UserTask[]; unseen: UserTask[] } | undefined;
   let rows: Record<string, number>[] = [];
   if (opts.resume) {
     if (!(await exists(resumePath))) {
@@ -204,8 +203,8 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
         config = { ...config, hiddenSizes: params.layers.map((l) => l.out), useBias: Boolean(params.layers[0].bias) };
       }
     } else if (config.method === "mrm-p") {
-      const { seen } = prepareTasks(store, config);
-      params = await initPersonal(store.embeddings, store.dim, seen, {
+      tasks = prepareTasks(store, config);
+      params = await initPersonal(store.embeddings, store.dim, tasks.seen, {
         k: config.hiddenSizes[0],
         ridge: config.ridge ?? 1,
         seed: config.seed,
@@ -226,7 +225,8 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
       JSON.stringify({ ...config, init: opts.init ?? null, dim: store.dim }, null, 2) + "\n",
     );
   }
-  const { seen, unseen } = prepareTasks(store, config);
+  // the split depends only on the split settings, which neither --init nor mrm-p's start changes
+  const { seen, unseen } = tasks ?? prepareTasks(store, config);
   const all = [...seen, ...unseen];
   const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
   const total = totalSteps(seen.length, config);
