@@ -3,6 +3,8 @@
 # Runs on the GPU machine from the repository root, offline:
 #   bench/hf_gpu_check.sh OUTDIR "SHAPE@CONFIGS[@MAXSEQS] ..."
 # e.g. bench/hf_gpu_check.sh /tmp/out "qwen3-0.6b@wgsl,webgpu:f16 llama-3.1-8b@wgsl@8"
+# Environment: GEMM_BENCH=1 first runs bench/wgsl_gemm_bench.ts (table in OUTDIR/gemm_table.md);
+# BATCHES (1,4,8), BUDGET_S (60) and DENO_LIMIT (240) shape the timed runs.
 # Needs: .devcarry/gpu/deno.xz (the deno binary, xz), .devcarry/gpu/nm.tar.xz (node_modules
 # with onnxruntime-web, onnx-proto and their dependencies), .gl/*.deb (Vulkan and GL
 # loaders from Debian). Each shape's model is made by tests/fixtures/hf/make_gpu_model.py.
@@ -15,6 +17,12 @@ export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 export PYTHONUNBUFFERED=1
 xz -dc .devcarry/gpu/deno.xz >/tmp/deno && chmod +x /tmp/deno
 [ -d node_modules/.deno ] || tar xJf .devcarry/gpu/nm.tar.xz
+if [ -n "${GEMM_BENCH:-}" ]; then
+  # the GEMM alone, every tile, next to onnxruntime-web's MatMul (bench/wgsl_gemm_bench.ts)
+  timeout "${GEMM_LIMIT:-120}" /tmp/deno bench -A --no-check --node-modules-dir=manual --json bench/wgsl_gemm_bench.ts \
+    >"$out/gemm_bench.json" 2>"$out/gemm_bench.err"
+  /tmp/deno run -A --no-config bench/gemm_table.ts "$out/gemm_bench.json" | tee "$out/gemm_table.md"
+fi
 mem() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 >"$out/gpumem_$1.txt" & }
 for item in $plan; do
   IFS=@ read -r shape configs maxseqs <<<"$item"
@@ -25,7 +33,7 @@ for item in $plan; do
   mem "deno_$shape"; p=$!
   timeout "${DENO_LIMIT:-240}" /tmp/deno run -A --node-modules-dir=manual bench/hf_gpu_check.ts \
     --model "/tmp/$shape" --refs "/tmp/refs_$shape.json" --out "$out/result_$shape.json" \
-    --configs "$configs" --max-seqs "${maxseqs:-96}" --budget-s "${BUDGET_S:-60}"
+    --configs "$configs" --max-seqs "${maxseqs:-96}" --budget-s "${BUDGET_S:-60}" --batches "${BATCHES:-1,4,8}"
   kill $p
   rm -rf "/tmp/$shape"
 done

@@ -25,6 +25,8 @@ const { values } = parseArgs({
     /** at most this many sequences for speed runs, and stop a config's runs after this many seconds */
     "max-seqs": { type: "string", default: "96" },
     "budget-s": { type: "string", default: "90" },
+    /** the WGSL engine's tile rule threshold */
+    "min-wg": { type: "string", default: "256" },
   },
 });
 // deno-lint-ignore no-explicit-any
@@ -75,11 +77,12 @@ for (const c of values.configs!.split(",")) {
     const t0 = performance.now();
     let engine: HfEngine | WebGpuEngine;
     if (device === "wgsl") {
-      const e = await WebGpuEngine.load(values.model!, { profile: true, tile: "auto" });
+      const e = await WebGpuEngine.load(values.model!, { profile: true, minWorkgroups: Number(values["min-wg"]) });
       e.profiling = false;
       row.loadSeconds = e.loadSeconds;
-      row.tile = tileName(e.tile);
-      row.tileMs = e.tileTimes;
+      row.tiles = { plain: e.tiles.plain.map(tileName), swiglu: e.tiles.swiglu.map(tileName) };
+      row.minWorkgroups = e.minWorkgroups;
+      row.attentionKeys = e.attentionKeys;
       row.adapter = e.adapterName;
       engine = e;
     } else {
@@ -131,6 +134,7 @@ for (const c of values.configs!.split(",")) {
         if (performance.now() - started > budget) break;
       }
       row.tokensPerSecondByBatch = perBatch;
+      if (engine instanceof WebGpuEngine) row.tileUse = engine.tileUse;
       if (engine instanceof WebGpuEngine && engine.canProfile) {
         // where the time goes: one profiled pass over a 1024-token-ish batch
         engine.profiling = true;

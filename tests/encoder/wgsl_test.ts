@@ -6,10 +6,22 @@
  */
 import assert from "node:assert/strict";
 import { WebGpuEngine } from "../../lib/encoder/webgpu/engine.ts";
-import { GEMM_TILE, type WeightDtype, weightLoader } from "../../lib/encoder/webgpu/shaders.ts";
+import {
+  attentionBytes,
+  attentionRows,
+  attentionShader,
+  GEMM_TILE,
+  GEMM_TILES,
+  gemmShader,
+  pickTile,
+  SWIGLU_TILES,
+  tileName,
+  type WeightDtype,
+  weightLoader,
+} from "../../lib/encoder/webgpu/shaders.ts";
 import { f16ToF32, f32ToF16 } from "../../lib/store/safetensors.ts";
 import { RewardEncoder } from "../../lib/encoder/encoder.ts";
-import { hiddenErrors, tempDir } from "../helpers.ts";
+import { hiddenErrors, randomArray, tempDir } from "../helpers.ts";
 
 const FIX = new URL("../fixtures/hf/", import.meta.url).pathname;
 const expected = JSON.parse(await Deno.readTextFile(`${FIX}expected.json`));
@@ -94,6 +106,166 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
     assert.deepEqual(out.slice(64), want[dtype], `${dtype} one at a time`);
   }
   gpu.destroy();
+});
+
+Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a float64 product, ragged M and N", async () => {
+  // deno-lint-ignore no-explicit-any
+  const adapter: any = await (navigator as any).gpu.requestAdapter();
+  const gpu = await adapter.requestDevice({
+    requiredLimits: { maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize },
+  });
+  const M = 135, N = 196, K = 48;
+  const x = Float32Array.from(randomArray(M * K, 1));
+  // weights exactly representable in bf16 and f16, so every format holds the same values
+  const w = Float32Array.from(randomArray(2 * N * K, 2), (v) => Math.round(v * 64) / 64);
+  const y0 = Float32Array.from(randomArray(M * N, 3));
+  const bf16 = Uint16Array.from(new Uint32Array(w.buffer), (u) => u >>> 16);
+  const f16 = new Uint16Array(w.length);
+  f32ToF16(w, f16);
+  const raw: Record<WeightDtype, Uint16Array | Float32Array> = { BF16: bf16, F16: f16, F32: w };
+  const dot = (m: number, n: number, off: number) => {
+    let a = 0;
+    for (let k = 0; k < K; k++) a += x[m * K + k] * w[off + n * K + k];
+    return a;
+  };
+  const buf = (data: ArrayBufferView, usage = 0x80 | 0x8 | 0x4) => {
+    const b = gpu.createBuffer({ size: data.byteLength, usage });
+    gpu.queue.writeBuffer(b, 0, data);
+    return b;
+  };
+  const tiles = [...new Set([...GEMM_TILES, ...SWIGLU_TILES])];
+  for (const dtype of ["BF16", "F16", "F32"] as WeightDtype[]) {
+    const half = raw[dtype].length / 2, size = raw[dtype].BYTES_PER_ELEMENT;
+    const W = buf(raw[dtype].subarray(0, half)), U = buf(raw[dtype].subarray(half));
+    // every tile on bf16 (the checkpoints' format); the loaders of f16 and f32 on the small tile
+    for (const t of dtype === "BF16" ? tiles : [GEMM_TILE]) {
+      for (const kind of ["plain", "accumulate", "swiglu"] as const) {
+        if (kind === "swiglu" && !SWIGLU_TILES.includes(t)) continue;
+        const code = gemmShader(dtype, kind === "swiglu" ? "swiglu" : "plain", t);
+        const pipeline = gpu.createComputePipeline({
+          layout: "auto",
+          compute: { module: gpu.createShaderModule({ code }), entryPoint: "main" },
+        });
+        const Y = buf(y0), R = gpu.createBuffer({ size: y0.byteLength, usage: 0x1 | 0x8 });
+        const uni = buf(new Uint32Array([M, N, K, kind === "accumulate" ? 1 : 0]), 0x40 | 0x8);
+        const enc = gpu.createCommandEncoder();
+        const pass = enc.beginComputePass();
+        pass.setPipeline(pipeline);
+        pass.setBindGroup(
+          0,
+          gpu.createBindGroup({
+            layout: pipeline.getBindGroupLayout(0),
+            entries: [uni, buf(x), W, Y, ...(kind === "swiglu" ? [U] : [])].map((buffer, binding) => ({
+              binding,
+              resource: { buffer },
+            })),
+          }),
+        );
+        pass.dispatchWorkgroups(Math.ceil(N / t.bn), Math.ceil(M / t.bm));
+        pass.end();
+        enc.copyBufferToBuffer(Y, 0, R, 0, y0.byteLength);
+        gpu.queue.submit([enc.finish()]);
+        await R.mapAsync(1);
+        const out = new Float32Array(R.getMappedRange().slice(0));
+        R.unmap();
+        let err = 0;
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < N; n++) {
+            const g = dot(m, n, 0);
+            const want = kind === "swiglu"
+              ? g / (1 + Math.exp(-g)) * dot(m, n, N * K)
+              : (kind === "accumulate" ? y0[m * N + n] : 0) + g;
+            err = Math.max(err, Math.abs(out[m * N + n] - want));
+          }
+        }
+        assert.ok(err < 1e-4, `${dtype} ${tileName(t)} ${kind} (${size}-byte weights): max error ${err}`);
+      }
+    }
+  }
+  gpu.destroy();
+});
+
+// head sizes 16 and 32 (one output vec4 per thread); 64 and 128 are checked against transformers on the GPU
+// machine (bench/hf_gpu_check.sh): the software adapter takes minutes to compile those variants
+Deno.test("attention kernel, head sizes 16 and 32: causal GQA over padded sequences matches float64", async () => {
+  // deno-lint-ignore no-explicit-any
+  const adapter: any = await (navigator as any).gpu.requestAdapter();
+  const limit = adapter.limits.maxComputeWorkgroupStorageSize;
+  const gpu = await adapter.requestDevice({ requiredLimits: { maxComputeWorkgroupStorageSize: limit } });
+  const T = 75, H = 4, KV = 2, lens = [75, 33];
+  const B = lens.length;
+  for (const hd of [16, 32]) {
+    for (const bk of [8, 16]) {
+      if (attentionBytes(hd, bk) > limit) continue;
+      const q = randomArray(B * H * T * hd, hd), k = randomArray(B * KV * T * hd, hd + 1);
+      const v = randomArray(B * KV * T * hd, hd + 2), scale = 1 / Math.sqrt(hd);
+      const buf = (data: ArrayBufferView, usage = 0x80 | 0x8 | 0x4) => {
+        const b = gpu.createBuffer({ size: Math.max(16, data.byteLength), usage });
+        gpu.queue.writeBuffer(b, 0, data);
+        return b;
+      };
+      const uniform = new ArrayBuffer(16);
+      new Uint32Array(uniform).set([T, H, KV]);
+      new Float32Array(uniform)[3] = scale;
+      const O = buf(new Float32Array(B * T * H * hd).fill(NaN));
+      const R = gpu.createBuffer({ size: B * T * H * hd * 4, usage: 0x1 | 0x8 });
+      const pipeline = gpu.createComputePipeline({
+        layout: "auto",
+        compute: { module: gpu.createShaderModule({ code: attentionShader(hd, bk) }), entryPoint: "main" },
+      });
+      const enc = gpu.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(
+        0,
+        gpu.createBindGroup({
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [buf(new Uint8Array(uniform), 0x40 | 0x8), buf(q), buf(k), buf(v), buf(Uint32Array.from(lens)), O]
+            .map((buffer, binding) => ({ binding, resource: { buffer } })),
+        }),
+      );
+      pass.dispatchWorkgroups(Math.ceil(T / attentionRows(hd)), H, B);
+      pass.end();
+      enc.copyBufferToBuffer(O, 0, R, 0, B * T * H * hd * 4);
+      gpu.queue.submit([enc.finish()]);
+      await R.mapAsync(1);
+      const out = new Float32Array(R.getMappedRange().slice(0));
+      R.unmap();
+      let err = 0;
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < H; h++) {
+          const kv = Math.floor(h / (H / KV));
+          for (let t = 0; t < T; t++) {
+            const want = new Float64Array(hd);
+            if (t < lens[b]) {
+              const s = [];
+              for (let j = 0; j <= t; j++) {
+                let d = 0;
+                for (let i = 0; i < hd; i++) {
+                  d += q[((b * H + h) * T + t) * hd + i] * k[((b * KV + kv) * T + j) * hd + i];
+                }
+                s.push(d * scale);
+              }
+              const mx = Math.max(...s), e = s.map((x) => Math.exp(x - mx)), z = e.reduce((a, x) => a + x, 0);
+              e.forEach((p, j) => {
+                for (let i = 0; i < hd; i++) want[i] += (p / z) * v[((b * KV + kv) * T + j) * hd + i];
+              });
+            }
+            for (let i = 0; i < hd; i++) err = Math.max(err, Math.abs(out[((b * T + t) * H + h) * hd + i] - want[i]));
+          }
+        }
+      }
+      assert.ok(err < 1e-5, `hd ${hd}, ${bk} keys per tile: max error ${err}`);
+    }
+  }
+  gpu.destroy();
+});
+
+Deno.test("the tile rule: large tiles for large products, the smallest when nothing fills the GPU", () => {
+  assert.equal(pickTile(4096, 4096, GEMM_TILES, 256), GEMM_TILES[0]);
+  assert.equal(pickTile(300, 1024, GEMM_TILES, 256), GEMM_TILE);
+  assert.equal(pickTile(1024, 2048, GEMM_TILES, 256), GEMM_TILES[1]);
+  assert.equal(pickTile(1024, 2048, [GEMM_TILE], 256), GEMM_TILE);
 });
 
 Deno.test("encoder picks the WGSL engine on webgpu for a Hugging Face folder; agrees with the ONNX engine on wasm", async () => {

@@ -16,14 +16,17 @@ import { inverseFrequencies, ropeTables } from "../hf/rope.ts";
 import { checkLimits, runSplit } from "../batching.ts";
 import type { BatchOutput, EncoderEngine } from "../engine.ts";
 import {
-  ATT_BLOCK,
+  attentionBytes,
+  attentionRows,
   attentionShader,
   GEMM_TILE,
   GEMM_TILES,
   gemmShader,
   type GemmTile,
+  pickTile,
   rmsNormShader,
   ropeShader,
+  SWIGLU_TILES,
   tileName,
   type WeightDtype,
 } from "./shaders.ts";
@@ -55,8 +58,13 @@ interface Layer {
 export interface WebGpuEngineOptions {
   /** time every kernel with timestamp queries (slower; see `profile()`) @default false */
   profile?: boolean;
-  /** the GEMM tile, or "auto" to time the candidates on this adapter at load @default "auto" */
+  /**
+   * one GEMM tile for every product, or "auto": per product, the largest candidate tile
+   * that still gives `minWorkgroups` workgroups @default "auto"
+   */
   tile?: GemmTile | "auto";
+  /** the "auto" rule's threshold (about two workgroups per compute unit of a large GPU) @default 256 */
+  minWorkgroups?: number;
   log?: (line: string) => void;
 }
 
@@ -81,9 +89,14 @@ export class WebGpuEngine implements EncoderEngine {
   private totals: KernelProfile = {};
   /** time every kernel of the next passes (needs `canProfile`) */
   profiling = false;
-  /** the GEMM tile in use, and what each candidate took at load (ms) when timed */
-  tile: GemmTile = GEMM_TILE;
-  tileTimes: Record<string, number> = {};
+  /** the GEMM tile candidates, largest first (one entry when a tile was forced) */
+  tiles: { plain: GemmTile[]; swiglu: GemmTile[] } = { plain: GEMM_TILES, swiglu: SWIGLU_TILES };
+  /** the "auto" rule's workgroup threshold */
+  minWorkgroups = 256;
+  /** how many products each tile ran, by kind and N x K (the rule's choices) */
+  tileUse: Record<string, number> = {};
+  /** key rows per attention tile (16, or 8 where the adapter has less workgroup memory) */
+  attentionKeys = 16;
 
   private constructor(
     readonly spec: DecoderSpec,
@@ -105,7 +118,7 @@ export class WebGpuEngine implements EncoderEngine {
   /** Loads a Hugging Face folder onto the first WebGPU adapter. */
   static async load(
     dir: string,
-    { profile = false, log, tile = "auto" }: WebGpuEngineOptions = {},
+    { profile = false, log, tile = "auto", minWorkgroups = 256 }: WebGpuEngineOptions = {},
   ): Promise<WebGpuEngine> {
     const spec = await readDecoderSpec(dir);
     const unsupported = wgslSupports(spec);
@@ -186,74 +199,17 @@ export class WebGpuEngine implements EncoderEngine {
       `${info.vendor ?? ""} ${info.description ?? ""}`.trim(),
     );
     engine.profiling = engine.canProfile;
-    if (tile === "auto") await engine.#chooseTile(layers[0].gate);
-    else engine.tile = tile;
-    return engine;
-  }
-
-  /** Times each candidate tile on the model's largest GEMM shape (512 tokens) and keeps the fastest. */
-  async #chooseTile(w: GpuWeight): Promise<void> {
-    const s = this.spec, M = 512, gpu = this.gpu;
-    const X = gpu.createBuffer({ size: M * s.hidden * 4, usage: STORAGE | COPY_DST });
-    gpu.queue.writeBuffer(
-      X,
-      0,
-      Float32Array.from({ length: M * s.hidden }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5),
-    );
-    const Y = gpu.createBuffer({ size: M * s.intermediate * 4, usage: STORAGE | COPY_SRC });
-    const R = gpu.createBuffer({ size: M * s.intermediate * 4, usage: MAP_READ | COPY_DST });
-    let reference: Float32Array | undefined;
-    const uni = this.uniform([M, s.intermediate, s.hidden, 0]);
-    let best = Infinity;
-    for (const t of GEMM_TILES) {
-      const pipeline = this.pipeline(`gemm:${w.dtype}:${tileName(t)}`, () => gemmShader(w.dtype, "plain", t));
-      const group = gpu.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [uni, X, w.buffer, Y].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      });
-      const go = async (reps: number) => {
-        const enc = gpu.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(0, group);
-        for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(Math.ceil(s.intermediate / t.bn), Math.ceil(M / t.bm));
-        pass.end();
-        gpu.queue.submit([enc.finish()]);
-        await gpu.queue.onSubmittedWorkDone();
-      };
-      await go(1);
-      // a candidate must reproduce the default tile's products (the default is the one tested against transformers)
-      const enc = gpu.createCommandEncoder();
-      enc.copyBufferToBuffer(Y, 0, R, 0, M * s.intermediate * 4);
-      gpu.queue.submit([enc.finish()]);
-      await R.mapAsync(1);
-      const out = new Float32Array(R.getMappedRange().slice(0));
-      R.unmap();
-      if (!reference) reference = out;
-      else {
-        let diff = 0, scale = 0;
-        for (let i = 0; i < out.length; i++) {
-          diff = Math.max(diff, Math.abs(out[i] - reference[i]));
-          scale = Math.max(scale, Math.abs(reference[i]));
-        }
-        if (!(diff <= 1e-4 * scale)) {
-          this.tileTimes[`${tileName(t)} (wrong: ${diff})`] = NaN;
-          continue;
-        }
-      }
-      const t0 = performance.now();
-      await go(5);
-      const ms = (performance.now() - t0) / 5;
-      this.tileTimes[tileName(t)] = ms;
-      if (ms < best) {
-        best = ms;
-        this.tile = t;
-      }
+    if (tile !== "auto") engine.tiles = { plain: [tile], swiglu: [tile] };
+    engine.minWorkgroups = minWorkgroups;
+    const smem = lim.maxComputeWorkgroupStorageSize;
+    engine.attentionKeys = attentionBytes(spec.headDim, 16) <= smem ? 16 : 8;
+    if (attentionBytes(spec.headDim, engine.attentionKeys) > smem) {
+      throw new FormatError(
+        dir,
+        `head_dim ${spec.headDim} needs more workgroup memory than the adapter's ${smem} bytes`,
+      );
     }
-    X.destroy();
-    Y.destroy();
-    R.destroy();
-    uni.destroy();
+    return engine;
   }
 
   get hidden(): number {
@@ -371,15 +327,22 @@ export class WebGpuEngine implements EncoderEngine {
       rope: this.uniform([T, s.heads, s.kvHeads, hd, { f: s.rmsEps }]),
       att: this.uniform([T, s.heads, s.kvHeads, { f: 1 / Math.sqrt(hd) }]),
     };
-    const tile = this.tile, tn = tileName(tile);
     const steps: { name: string; pipeline: Gpu; buffers: Gpu[]; grid: [number, number, number] }[] = [];
-    const gemm = (w: GpuWeight, X: Gpu, Y: Gpu, uni: Gpu, N: number) =>
+    const choose = (kind: "plain" | "swiglu", N: number, K: number) => {
+      const tile = pickTile(M, N, this.tiles[kind], this.minWorkgroups);
+      const key = `${kind} N=${N} K=${K}: ${tileName(tile)}`;
+      this.tileUse[key] = (this.tileUse[key] ?? 0) + 1;
+      return tile;
+    };
+    const gemm = (w: GpuWeight, X: Gpu, Y: Gpu, uni: Gpu, N: number, K: number) => {
+      const tile = choose("plain", N, K);
       steps.push({
         name: "gemm",
-        pipeline: this.pipeline(`gemm:${w.dtype}:${tn}`, () => gemmShader(w.dtype, "plain", tile)),
+        pipeline: this.pipeline(`gemm:${w.dtype}:${tileName(tile)}`, () => gemmShader(w.dtype, "plain", tile)),
         buffers: [uni, X, w.buffer, Y],
         grid: [Math.ceil(N / tile.bn), Math.ceil(M / tile.bm), 1],
       });
+    };
     const rms = (g: GpuWeight, X: Gpu, Y: Gpu) =>
       steps.push({
         name: "rmsnorm",
@@ -389,7 +352,7 @@ export class WebGpuEngine implements EncoderEngine {
       });
     for (const l of this.layers) {
       rms(l.inputNorm, a.x, a.h);
-      gemm(l.qkv, a.h, a.qkv, u.qkv, qkvN);
+      gemm(l.qkv, a.h, a.qkv, u.qkv, qkvN, D);
       steps.push({
         name: "rope",
         pipeline: this.pipeline(
@@ -401,19 +364,20 @@ export class WebGpuEngine implements EncoderEngine {
       });
       steps.push({
         name: "attention",
-        pipeline: this.pipeline(`att:${hd}`, () => attentionShader(hd)),
+        pipeline: this.pipeline(`att:${hd}:${this.attentionKeys}`, () => attentionShader(hd, this.attentionKeys)),
         buffers: [u.att, a.q, a.k, a.v, a.lens, a.att],
-        grid: [Math.ceil(T / ATT_BLOCK), s.heads, B],
+        grid: [Math.ceil(T / attentionRows(hd)), s.heads, B],
       });
-      gemm(l.o, a.att, a.x, u.o, D);
+      gemm(l.o, a.att, a.x, u.o, D, s.heads * hd);
       rms(l.postNorm, a.x, a.h);
+      const st = choose("swiglu", s.intermediate, D);
       steps.push({
         name: "gemm_swiglu",
-        pipeline: this.pipeline(`swiglu:${l.gate.dtype}:${tn}`, () => gemmShader(l.gate.dtype, "swiglu", tile)),
+        pipeline: this.pipeline(`swiglu:${l.gate.dtype}:${tileName(st)}`, () => gemmShader(l.gate.dtype, "swiglu", st)),
         buffers: [u.gateUp, a.h, l.gate.buffer, a.act, l.up.buffer],
-        grid: [Math.ceil(s.intermediate / tile.bn), Math.ceil(M / tile.bm), 1],
+        grid: [Math.ceil(s.intermediate / st.bn), Math.ceil(M / st.bm), 1],
       });
-      gemm(l.down, a.act, a.x, u.down, D);
+      gemm(l.down, a.act, a.x, u.down, D, s.intermediate);
     }
     steps.push({
       name: "final_norm",

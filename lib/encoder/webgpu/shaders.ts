@@ -46,7 +46,7 @@ function workgroupSum(value: string, size: number): string {
   }`;
 }
 
-/** GEMM tiling: BM x BN outputs per workgroup of (BM/TM) x (BN/TN) threads, TM x TN each. */
+/** GEMM tiling: BM x BN outputs per workgroup of (BM/TM) x (BN/TN) threads, TM x TN each (TM, TN multiples of 4). */
 export interface GemmTile {
   bm: number;
   bn: number;
@@ -55,46 +55,175 @@ export interface GemmTile {
   tn: number;
 }
 
-/** The default tile (256 threads, 4x4 outputs each). */
+/** The small tile (256 threads, 4x4 outputs each): the fallback for small products and CI's software adapter. */
 export const GEMM_TILE: GemmTile = { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
 
-/** Tiles the engine may choose between by timing them on the adapter (all need K % 16 == 0). */
+/** Candidate tiles, largest first (all need K % 16 == 0). */
 export const GEMM_TILES: GemmTile[] = [
-  GEMM_TILE,
+  { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 },
   { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 },
-  { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 },
-  { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8 },
+  GEMM_TILE,
 ];
+
+/** Candidate tiles of the gate/up GEMM (two accumulators per output: half the columns of GEMM_TILES' first). */
+export const SWIGLU_TILES: GemmTile[] = [
+  { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 },
+  GEMM_TILE,
+];
+
+/**
+ * The tiles the engine uses for a product of M rows and N columns: the first tile of
+ * `tiles` (largest first) that still gives at least `minWorkgroups` workgroups, so a
+ * big product gets big tiles (more arithmetic per load) and a small one keeps the GPU's
+ * cores busy; the last tile otherwise.
+ */
+export function pickTile(M: number, N: number, tiles: GemmTile[], minWorkgroups: number): GemmTile {
+  for (const t of tiles) if (Math.ceil(M / t.bm) * Math.ceil(N / t.bn) >= minWorkgroups) return t;
+  return tiles[tiles.length - 1];
+}
 
 /** A short name of a tile, for logs and pipeline keys. */
 export function tileName(t: GemmTile): string {
   return `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}`;
 }
 
+/** WGSL binding and quad loader `fn <name>q(i) -> vec4<f32>` (elements 4i..4i+3) of a weight buffer. */
+function weightQuads(name: string, binding: number, dtype: WeightDtype): string {
+  if (dtype === "F32") {
+    return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>;
+fn ${name}q(i: u32) -> vec4<f32> { return ${name}[i]; }`;
+  }
+  const widen = dtype === "F16"
+    ? `return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));`
+    : `return vec4<f32>(bitcast<f32>(v.x << 16u), bitcast<f32>(v.x & 0xffff0000u), bitcast<f32>(v.y << 16u), bitcast<f32>(v.y & 0xffff0000u));`;
+  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec2<u32>>;
+fn ${name}q(i: u32) -> vec4<f32> { let v = ${name}[i]; ${widen} }`;
+}
+
+const LANE = ["x", "y", "z", "w"];
+
 /**
  * Y[M,N] (=, +=) X[M,K] . W[N,K]^T, or for `swiglu` Y = silu(X.Wg^T) * (X.Wu^T).
- * Uniform p = (M, N, K, accumulate). K % bk == 0; M and N are bounds-checked. Thread
- * (x, y) owns rows y + i*ty and columns x + j*tx of the tile. Loops have constant trip
- * counts (GPU compilers unroll them); written as loops, the shader also compiles quickly
- * on CI's software adapter, which an unrolled version did not.
+ * Uniform p = (M, N, K, accumulate). K % bk == 0 and N % 4 == 0; M and N are
+ * bounds-checked. Register-tiled and generated fully unrolled: every private value is a
+ * named vec4 (no run-time indexed private arrays, which WebGPU's bounds checks would keep
+ * out of registers). Thread (x, y) owns row quads y + i*ty and column quads x + j*tx of
+ * the tile, read from workgroup memory as vec4s. Each thread loads 4x4 blocks (4 rows x
+ * one k-quad) of the next k-slice into registers while the current slice is multiplied,
+ * and stores them transposed (k-major) so the inner loop reads vectors.
  */
 export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: GemmTile = GEMM_TILE): string {
   const { bm, bn, bk, tm, tn } = t;
   const tx = bn / tn, ty = bm / tm, threads = tx * ty;
-  const aLoads = (bm * bk) / 4 / threads, bLoads = (bn * bk) / 4 / threads;
+  const bm4 = bm / 4, bn4 = bn / 4, bk4 = bk / 4;
   const two = kind === "swiglu";
+  const aRounds = Math.ceil((bm4 * bk4) / threads), bRounds = Math.ceil((bn4 * bk4) / threads);
+  const mats = two ? ["B", "C"] : ["B"];
+  const lines: string[] = [];
+  const out = (s: string) => lines.push(s);
+  // declarations of the prefetch registers and accumulators
+  for (let l = 0; l < aRounds; l++) for (let i = 0; i < 4; i++) out(`  var ra${l}_${i} = vec4<f32>(0.0);`);
+  for (const m of mats) {
+    for (let l = 0; l < bRounds; l++) for (let i = 0; i < 4; i++) out(`  var r${m}${l}_${i} = vec4<f32>(0.0);`);
+  }
+  for (let r = 0; r < tm; r++) {
+    for (let j = 0; j < tn / 4; j++) {
+      out(`  var acc${r}_${j} = vec4<f32>(0.0);`);
+      if (two) out(`  var acd${r}_${j} = vec4<f32>(0.0);`);
+    }
+  }
+  const fetch = (k0: string) => {
+    const s: string[] = [];
+    for (let l = 0; l < aRounds; l++) {
+      s.push(
+        `    { let q = tid + ${l * threads}u;${aRounds * threads > bm4 * bk4 ? ` if (q < ${bm4 * bk4}u) {` : " {"}`,
+      );
+      s.push(`      let row = m0 + (q % ${bm4}u) * 4u; let kq = ${k0} / 4u + q / ${bm4}u;`);
+      for (let i = 0; i < 4; i++) {
+        s.push(
+          `      ra${l}_${i} = select(vec4<f32>(0.0), X[min(row + ${i}u, p.M - 1u) * K4 + kq], row + ${i}u < p.M);`,
+        );
+      }
+      s.push(`    } }`);
+    }
+    for (let l = 0; l < bRounds; l++) {
+      s.push(
+        `    { let q = tid + ${l * threads}u;${bRounds * threads > bn4 * bk4 ? ` if (q < ${bn4 * bk4}u) {` : " {"}`,
+      );
+      s.push(`      let col = n0 + (q % ${bn4}u) * 4u; let kq = ${k0} / 4u + q / ${bn4}u;`);
+      for (let i = 0; i < 4; i++) {
+        const idx = `min(col + ${i}u, p.N - 1u) * K4 + kq`, ok = `col + ${i}u < p.N`;
+        s.push(`      rB${l}_${i} = select(vec4<f32>(0.0), Wq(${idx}), ${ok});`);
+        if (two) s.push(`      rC${l}_${i} = select(vec4<f32>(0.0), Uq(${idx}), ${ok});`);
+      }
+      s.push(`    } }`);
+    }
+    return s.join("\n");
+  };
+  const store = () => {
+    const s: string[] = [];
+    const put = (arr: string, reg: string, l: number, w4: number, rounds: number) => {
+      s.push(`    { let q = tid + ${l * threads}u;${rounds * threads > w4 * bk4 ? ` if (q < ${w4 * bk4}u) {` : " {"}`);
+      s.push(`      let base = (q / ${w4}u) * ${4 * w4}u + q % ${w4}u;`);
+      for (let c = 0; c < 4; c++) {
+        const v = [0, 1, 2, 3].map((i) => `${reg}${l}_${i}.${LANE[c]}`).join(", ");
+        s.push(`      ${arr}[base + ${c * w4}u] = vec4<f32>(${v});`);
+      }
+      s.push(`    } }`);
+    };
+    for (let l = 0; l < aRounds; l++) put("As", "ra", l, bm4, aRounds);
+    for (const m of mats) for (let l = 0; l < bRounds; l++) put(`${m}s`, `r${m}`, l, bn4, bRounds);
+    return s.join("\n");
+  };
+  const compute: string[] = [];
+  for (let k = 0; k < bk; k++) {
+    compute.push(`    {`);
+    for (let i = 0; i < tm / 4; i++) compute.push(`      let a${i} = As[${k * bm4}u + lid.y + ${i * ty}u];`);
+    for (let j = 0; j < tn / 4; j++) {
+      compute.push(`      let b${j} = Bs[${k * bn4}u + lid.x + ${j * tx}u];`);
+      if (two) compute.push(`      let c${j} = Cs[${k * bn4}u + lid.x + ${j * tx}u];`);
+    }
+    for (let i = 0; i < tm / 4; i++) {
+      for (let r = 0; r < 4; r++) {
+        const a = `vec4<f32>(a${i}.${LANE[r]})`, row = i * 4 + r;
+        for (let j = 0; j < tn / 4; j++) {
+          compute.push(`      acc${row}_${j} = fma(${a}, b${j}, acc${row}_${j});`);
+          if (two) compute.push(`      acd${row}_${j} = fma(${a}, c${j}, acd${row}_${j});`);
+        }
+      }
+    }
+    compute.push(`    }`);
+  }
+  const write: string[] = [];
+  for (let i = 0; i < tm / 4; i++) {
+    for (let r = 0; r < 4; r++) {
+      const row = i * 4 + r;
+      write.push(`  { let m = m0 + (lid.y + ${i * ty}u) * 4u + ${r}u; if (m < p.M) {`);
+      for (let j = 0; j < tn / 4; j++) {
+        write.push(`    { let nq = n0 / 4u + lid.x + ${j * tx}u; if (nq < N4) {`);
+        if (two) {
+          write.push(`      let g = acc${row}_${j};`);
+          write.push(`      Y[m * N4 + nq] = g / (vec4<f32>(1.0) + exp(-g)) * acd${row}_${j};`);
+        } else {
+          write.push(
+            `      if (p.accumulate == 1u) { Y[m * N4 + nq] = Y[m * N4 + nq] + acc${row}_${j}; } else { Y[m * N4 + nq] = acc${row}_${j}; }`,
+          );
+        }
+        write.push(`    } }`);
+      }
+      write.push(`  } }`);
+    }
+  }
   return `
 struct P { M: u32, N: u32, K: u32, accumulate: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> W: array<u32>;
-@group(0) @binding(3) var<storage, read_write> Y: array<f32>;
-${two ? "@group(0) @binding(4) var<storage, read> U: array<u32>;" : ""}
-${weightLoader("W", dtype)}
-${two ? weightLoader("U", dtype) : ""}
-var<workgroup> As: array<f32, ${bk * bm}>;
-var<workgroup> Bs: array<f32, ${bk * bn}>;
-${two ? `var<workgroup> Cs: array<f32, ${bk * bn}>;` : ""}
+${weightQuads("W", 2, dtype)}
+@group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
+${two ? weightQuads("U", 4, dtype) : ""}
+var<workgroup> As: array<vec4<f32>, ${bk * bm4}>;
+var<workgroup> Bs: array<vec4<f32>, ${bk * bn4}>;
+${two ? `var<workgroup> Cs: array<vec4<f32>, ${bk * bn4}>;` : ""}
 
 @compute @workgroup_size(${tx}, ${ty})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -102,74 +231,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let n0 = wg.x * ${bn}u;
   let tid = lid.y * ${tx}u + lid.x;
   let K4 = p.K / 4u;
-  var acc: array<f32, ${tm * tn}>;
-  ${two ? `var acc2: array<f32, ${tm * tn}>;` : ""}
+  let N4 = p.N / 4u;
+${lines.join("\n")}
+${fetch("0u")}
   for (var k0 = 0u; k0 < p.K; k0 = k0 + ${bk}u) {
-    for (var l = 0u; l < ${aLoads}u; l = l + 1u) {
-      let q = tid + l * ${threads}u;
-      let row = q / ${bk / 4}u;
-      let kq = q % ${bk / 4}u;
-      var v = vec4<f32>(0.0);
-      if (m0 + row < p.M) { v = X[(m0 + row) * K4 + k0 / 4u + kq]; }
-      As[(kq * 4u + 0u) * ${bm}u + row] = v.x;
-      As[(kq * 4u + 1u) * ${bm}u + row] = v.y;
-      As[(kq * 4u + 2u) * ${bm}u + row] = v.z;
-      As[(kq * 4u + 3u) * ${bm}u + row] = v.w;
-    }
-    for (var l = 0u; l < ${bLoads}u; l = l + 1u) {
-      let q = tid + l * ${threads}u;
-      let col = q / ${bk / 4}u;
-      let kq = q % ${bk / 4}u;
-      var v = vec4<f32>(0.0);
-      ${two ? "var u = vec4<f32>(0.0);" : ""}
-      if (n0 + col < p.N) {
-        let e = (n0 + col) * p.K + k0 + kq * 4u;
-        v = W_4(e);
-        ${two ? "u = U_4(e);" : ""}
-      }
-      Bs[(kq * 4u + 0u) * ${bn}u + col] = v.x;
-      Bs[(kq * 4u + 1u) * ${bn}u + col] = v.y;
-      Bs[(kq * 4u + 2u) * ${bn}u + col] = v.z;
-      Bs[(kq * 4u + 3u) * ${bn}u + col] = v.w;
-      ${
-    two
-      ? `Cs[(kq * 4u + 0u) * ${bn}u + col] = u.x;
-      Cs[(kq * 4u + 1u) * ${bn}u + col] = u.y;
-      Cs[(kq * 4u + 2u) * ${bn}u + col] = u.z;
-      Cs[(kq * 4u + 3u) * ${bn}u + col] = u.w;`
-      : ""
-  }
-    }
     workgroupBarrier();
-    for (var k = 0u; k < ${bk}u; k = k + 1u) {
-      var a: array<f32, ${tm}>;
-      for (var i = 0u; i < ${tm}u; i = i + 1u) { a[i] = As[k * ${bm}u + lid.y + i * ${ty}u]; }
-      for (var j = 0u; j < ${tn}u; j = j + 1u) {
-        let b = Bs[k * ${bn}u + lid.x + j * ${tx}u];
-        ${two ? `let c = Cs[k * ${bn}u + lid.x + j * ${tx}u];` : ""}
-        for (var i = 0u; i < ${tm}u; i = i + 1u) {
-          acc[i * ${tn}u + j] = fma(a[i], b, acc[i * ${tn}u + j]);
-          ${two ? `acc2[i * ${tn}u + j] = fma(a[i], c, acc2[i * ${tn}u + j]);` : ""}
-        }
-      }
-    }
+${store()}
     workgroupBarrier();
-  }
-  for (var i = 0u; i < ${tm}u; i = i + 1u) {
-    let m = m0 + lid.y + i * ${ty}u;
-    if (m >= p.M) { continue; }
-    for (var j = 0u; j < ${tn}u; j = j + 1u) {
-      let n = n0 + lid.x + j * ${tx}u;
-      if (n >= p.N) { continue; }
-      ${
-    two
-      ? `let g = acc[i * ${tn}u + j];
-      Y[m * p.N + n] = g / (1.0 + exp(-g)) * acc2[i * ${tn}u + j];`
-      : `let v = acc[i * ${tn}u + j];
-      if (p.accumulate == 1u) { Y[m * p.N + n] = Y[m * p.N + n] + v; } else { Y[m * p.N + n] = v; }`
-  }
+    if (k0 + ${bk}u < p.K) {
+${fetch(`(k0 + ${bk}u)`)}
     }
+${compute.join("\n")}
   }
+${write.join("\n")}
 }`;
 }
 
@@ -270,35 +344,55 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 }`;
 }
 
-/** Query and key rows per attention tile. */
-export const ATT_BLOCK = 16;
+/** Workgroup memory (bytes) the attention kernel needs for head size `hd` and `bk` keys per tile. */
+export function attentionBytes(hd: number, bk: number): number {
+  const hd4 = hd / 4;
+  return (attentionRows(hd) * hd4 + bk * (hd4 + 1) + bk * hd4) * 16 + 2 * attentionRows(hd) * (bk + 1) * 4;
+}
+
+/** Query rows per attention workgroup for head size `hd` (256 threads, min(8, hd/4) per query row). */
+export function attentionRows(hd: number): number {
+  return 256 / Math.min(8, hd / 4);
+}
 
 /**
- * Causal grouped-query attention, flash style: scores exist only one BQ x BK tile at a
+ * Causal grouped-query attention, flash style: scores exist only one BQ x bk tile at a
  * time (online softmax), never as a T x T matrix. Keys at or beyond a sequence's length
- * are never read; queries there write zeros. Output rows [B*T, H*hd] feed o_proj.
- * One workgroup of 256 threads per (query tile, head, sequence).
+ * are never used; queries there write zeros. Output rows [B*T, H*hd] feed o_proj. One
+ * workgroup of 256 threads per (query tile, head, sequence); each query row has `tpr`
+ * threads, which share its scores (bk/tpr keys each) and its output (hd/4/tpr vec4s
+ * each). Workgroup memory is read as vec4s, keys with a padded stride (no bank conflicts).
  */
-export function attentionShader(hd: number): string {
-  const B = ATT_BLOCK, per = (B * hd) / 256;
+export function attentionShader(hd: number, bk = 16): string {
+  const tpr = Math.min(8, hd / 4), BQ = 256 / tpr, BK = bk, hd4 = hd / 4, kStride = hd4 + 1;
+  const perCols = BK / tpr, perOut = hd4 / tpr;
+  const decl: string[] = [], scores: string[] = [], pv: string[] = [];
+  for (let j = 0; j < perOut; j++) decl.push(`  var o${j} = vec4<f32>(0.0);`);
+  for (let j = 0; j < perCols; j++) {
+    scores.push(`      { let c = cl + ${j * tpr}u; var s = 0.0;
+        for (var d = 0u; d < HD4; d = d + 1u) { s = s + dot(Qs[r * HD4 + d], Ks[c * ${kStride}u + d]); }
+        if (k0 + c > q0 + r || k0 + c >= len) { s = -3.0e38; }
+        S[r * ${BK + 1}u + c] = s; }`);
+  }
+  for (let j = 0; j < perOut; j++) {
+    pv.push(`        o${j} = fma(vec4<f32>(pc), Vs[c * HD4 + cl + ${j * tpr}u], o${j});`);
+  }
   return `
 struct P { T: u32, H: u32, KV: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> Kc: array<f32>;
-@group(0) @binding(3) var<storage, read> Vc: array<f32>;
+@group(0) @binding(1) var<storage, read> Q: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> Kc: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> Vc: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> lens: array<u32>;
-@group(0) @binding(5) var<storage, read_write> O: array<f32>;
-const HD = ${hd}u;
-const BQ = ${B}u;
-const BK = ${B}u;
-var<workgroup> Qs: array<f32, ${B * hd}>;
-var<workgroup> Ks: array<f32, ${B * hd}>;
-var<workgroup> Vs: array<f32, ${B * hd}>;
-var<workgroup> S: array<f32, ${B * B}>;
-var<workgroup> alpha: array<f32, ${B}>;
-var<workgroup> mrow: array<f32, ${B}>;
-var<workgroup> lrow: array<f32, ${B}>;
+@group(0) @binding(5) var<storage, read_write> O: array<vec4<f32>>;
+const HD4 = ${hd4}u;
+const BQ = ${BQ}u;
+const BK = ${BK}u;
+var<workgroup> Qs: array<vec4<f32>, ${BQ * hd4}>;
+var<workgroup> Ks: array<vec4<f32>, ${BK * kStride}>;
+var<workgroup> Vs: array<vec4<f32>, ${BK * hd4}>;
+var<workgroup> S: array<f32, ${BQ * (BK + 1)}>;
+var<workgroup> Pm: array<f32, ${BQ * (BK + 1)}>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -308,81 +402,67 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let b = wg.z;
   let len = lens[b];
   let kvh = h / (p.H / p.KV);
-  let qBase = ((b * p.H + h) * p.T) * HD;
-  let kBase = ((b * p.KV + kvh) * p.T) * HD;
-  let qi = tid / 16u;
-  let dj = tid % 16u;
+  let qBase = ((b * p.H + h) * p.T) * HD4;
+  let kBase = ((b * p.KV + kvh) * p.T) * HD4;
+  let r = tid / ${tpr}u;
+  let cl = tid % ${tpr}u;
+  let orow = ((b * p.T + q0 + r) * p.H + h) * HD4;
+${decl.join("\n")}
   if (q0 >= len) {
-    for (var j = 0u; j < ${per}u; j = j + 1u) {
-      if (q0 + qi < p.T) { O[((b * p.T + q0 + qi) * p.H + h) * HD + dj + j * 16u] = 0.0; }
+    if (q0 + r < p.T) {
+${[...Array(perOut).keys()].map((j) => `      O[orow + cl + ${j * tpr}u] = vec4<f32>(0.0);`).join("\n")}
     }
     return;
   }
-  for (var e = tid; e < BQ * HD; e = e + 256u) {
-    let r = e / HD;
-    var v = 0.0;
-    if (q0 + r < len) { v = Q[qBase + (q0 + r) * HD + e % HD]; }
+  for (var e = tid; e < BQ * HD4; e = e + 256u) {
+    let row = e / HD4;
+    var v = vec4<f32>(0.0);
+    if (q0 + row < len) { v = Q[qBase + (q0 + row) * HD4 + e % HD4]; }
     Qs[e] = v * p.scale;
   }
-  if (tid < BQ) { mrow[tid] = -3.0e38; lrow[tid] = 0.0; }
-  var o: array<f32, ${per}>;
+  var mrow = -3.0e38;
+  var lrow = 0.0;
   let kEnd = min(q0 + BQ, len);
   for (var k0 = 0u; k0 < kEnd; k0 = k0 + BK) {
     workgroupBarrier();
-    for (var e = tid; e < BK * HD; e = e + 256u) {
-      let r = e / HD;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (k0 + r < len) {
-        kv = Kc[kBase + (k0 + r) * HD + e % HD];
-        vv = Vc[kBase + (k0 + r) * HD + e % HD];
+    for (var e = tid; e < BK * HD4; e = e + 256u) {
+      let row = e / HD4;
+      let d = e % HD4;
+      var kv = vec4<f32>(0.0);
+      var vv = vec4<f32>(0.0);
+      if (k0 + row < len) {
+        kv = Kc[kBase + (k0 + row) * HD4 + d];
+        vv = Vc[kBase + (k0 + row) * HD4 + d];
       }
-      Ks[e] = kv;
+      Ks[row * ${kStride}u + d] = kv;
       Vs[e] = vv;
     }
     workgroupBarrier();
-    {
-      let r = tid / BK;
-      let c = tid % BK;
-      var s = -3.0e38;
-      if (k0 + c <= q0 + r && k0 + c < len) {
-        var acc = 0.0;
-        for (var d = 0u; d < HD; d = d + 1u) { acc = fma(Qs[r * HD + d], Ks[c * HD + d], acc); }
-        s = acc;
-      }
-      S[tid] = s;
-    }
+${scores.join("\n")}
     workgroupBarrier();
-    if (tid < BQ) {
-      var mx = mrow[tid];
-      for (var c = 0u; c < BK; c = c + 1u) { mx = max(mx, S[tid * BK + c]); }
-      var sum = 0.0;
-      for (var c = 0u; c < BK; c = c + 1u) {
-        let e = exp(S[tid * BK + c] - mx);
-        S[tid * BK + c] = e;
-        sum = sum + e;
-      }
-      let a = exp(mrow[tid] - mx);
-      alpha[tid] = a;
-      lrow[tid] = lrow[tid] * a + sum;
-      mrow[tid] = mx;
-    }
-    workgroupBarrier();
-    let a = alpha[qi];
-    for (var j = 0u; j < ${per}u; j = j + 1u) {
-      let d = dj + j * 16u;
-      var acc = o[j] * a;
-      for (var c = 0u; c < BK; c = c + 1u) { acc = fma(S[qi * BK + c], Vs[c * HD + d], acc); }
-      o[j] = acc;
-    }
+    var mx = mrow;
+    for (var c = 0u; c < BK; c = c + 1u) { mx = max(mx, S[r * ${BK + 1}u + c]); }
+${
+    [...Array(perCols).keys()].map((j) =>
+      `    { let c = cl + ${j * tpr}u; Pm[r * ${BK + 1}u + c] = exp(S[r * ${BK + 1}u + c] - mx); }`
+    ).join("\n")
   }
-  workgroupBarrier();
-  if (q0 + qi < p.T) {
-    var inv = 0.0;
-    if (q0 + qi < len) { inv = 1.0 / lrow[qi]; }
-    for (var j = 0u; j < ${per}u; j = j + 1u) {
-      O[((b * p.T + q0 + qi) * p.H + h) * HD + dj + j * 16u] = o[j] * inv;
+    let alpha = exp(mrow - mx);
+    mrow = mx;
+${[...Array(perOut).keys()].map((j) => `    o${j} = o${j} * alpha;`).join("\n")}
+    workgroupBarrier();
+    var lsum = 0.0;
+    for (var c = 0u; c < BK; c = c + 1u) {
+      let pc = Pm[r * ${BK + 1}u + c];
+      lsum = lsum + pc;
+${pv.join("\n")}
     }
+    lrow = lrow * alpha + lsum;
+  }
+  if (q0 + r < p.T) {
+    var inv = 0.0;
+    if (q0 + r < len) { inv = 1.0 / lrow; }
+${[...Array(perOut).keys()].map((j) => `    O[orow + cl + ${j * tpr}u] = o${j} * inv;`).join("\n")}
   }
 }`;
 }
