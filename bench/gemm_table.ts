@@ -9,7 +9,12 @@ if (!file) {
   console.error("usage: deno run -A bench/gemm_table.ts BENCH_JSON");
   Deno.exit(2);
 }
-const report = JSON.parse(await Deno.readTextFile(file));
+const text = await Deno.readTextFile(file);
+if (!text.trim()) {
+  console.error(`${file}: empty (the bench did not finish)`);
+  Deno.exit(2);
+}
+const report = JSON.parse(text);
 console.log("| shape | kernel | ms | TFLOP/s |\n|---|---|---|---|");
 for (const b of report.benches) {
   const gflop = Number(/\(([\d.]+) GFLOP\)/.exec(b.group ?? "")?.[1]);

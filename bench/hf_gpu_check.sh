@@ -19,9 +19,12 @@ xz -dc .devcarry/gpu/deno.xz >/tmp/deno && chmod +x /tmp/deno
 [ -d node_modules/.deno ] || tar xJf .devcarry/gpu/nm.tar.xz
 if [ -n "${GEMM_BENCH:-}" ]; then
   # the GEMM alone, every tile, next to onnxruntime-web's MatMul (bench/wgsl_gemm_bench.ts)
-  timeout "${GEMM_LIMIT:-120}" /tmp/deno bench -A --no-check --node-modules-dir=manual --json bench/wgsl_gemm_bench.ts \
-    >"$out/gemm_bench.json" 2>"$out/gemm_bench.err"
-  /tmp/deno run -A --no-config bench/gemm_table.ts "$out/gemm_bench.json" | tee "$out/gemm_table.md"
+  # (ours and onnxruntime-web's in two runs, so that slow session creation cannot starve ours)
+  for which in wgsl ort; do
+    MRM_GEMM_BENCH=$which timeout "${GEMM_LIMIT:-120}" /tmp/deno bench -A --no-check --node-modules-dir=manual \
+      --json bench/wgsl_gemm_bench.ts >"$out/gemm_$which.json" 2>"$out/gemm_$which.err"
+    /tmp/deno run -A --no-config bench/gemm_table.ts "$out/gemm_$which.json" | tee "$out/gemm_$which.md"
+  done
 fi
 mem() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 >"$out/gpumem_$1.txt" & }
 for item in $plan; do

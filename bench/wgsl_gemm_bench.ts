@@ -12,10 +12,25 @@
  */
 import * as ort from "onnxruntime-web/webgpu";
 import { gpuAdapter } from "../lib/encoder/device.ts";
-import { GEMM_TILES, gemmShader, SWIGLU_TILES, tileName } from "../lib/encoder/webgpu/shaders.ts";
+import { GEMM_TILES, gemmShader, type GemmTile, SWIGLU_TILES, tileName } from "../lib/encoder/webgpu/shaders.ts";
 import { DT, encodeModel, node, onnx, valueInfo } from "../lib/encoder/hf/onnx_build.ts";
 
 const hardware = await gpuAdapter();
+// MRM_GEMM_BENCH=ort times only onnxruntime-web (its sessions take a while to create); =wgsl only ours
+const only = Deno.env.get("MRM_GEMM_BENCH");
+// larger tiles the engine does not use yet, timed to see whether they would pay
+const EXTRA_TILES: GemmTile[] = [
+  { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8 },
+  { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8 },
+  { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16 },
+];
+const EXTRA_SWIGLU: GemmTile[] = [{ bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 }, {
+  bm: 64,
+  bn: 128,
+  bk: 16,
+  tm: 4,
+  tn: 8,
+}];
 const TOKENS = hardware ? [256, 2048] : [64];
 // [name, N, K, fused gate+up]
 const SHAPES: [string, number, number, boolean][] = hardware
@@ -57,7 +72,10 @@ for (const [name, N, K, fused] of SHAPES) {
     const Y = gpu.createBuffer({ size: M * N * 4, usage: 0x80 });
     const U = gpu.createBuffer({ size: 16, usage: 0x40 | 0x8 });
     gpu.queue.writeBuffer(U, 0, new Uint32Array([M, N, K, 0]));
-    const tiles = fused ? SWIGLU_TILES : GEMM_TILES;
+    const tiles = only === "ort" ? [] : [
+      ...(fused ? SWIGLU_TILES : GEMM_TILES),
+      ...(hardware ? (fused ? EXTRA_SWIGLU : EXTRA_TILES) : []),
+    ];
     for (const t of tiles) {
       const module = gpu.createShaderModule({ code: gemmShader("BF16", fused ? "swiglu" : "plain", t) });
       const pipeline = gpu.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
@@ -68,7 +86,7 @@ for (const [name, N, K, fused] of SHAPES) {
       Deno.bench({
         name: `wgsl ${tileName(t)}`,
         group,
-        baseline: t === tiles[tiles.length - 1],
+        baseline: t === (fused ? SWIGLU_TILES : GEMM_TILES).at(-1),
         ...runs,
         async fn() {
           const enc = gpu.createCommandEncoder();
@@ -82,7 +100,8 @@ for (const [name, N, K, fused] of SHAPES) {
         },
       });
     }
-    if (fused || !hardware?.f16) continue; // onnxruntime-web's f16 MatMul needs shader-f16
+    // onnxruntime-web's f16 MatMul needs shader-f16
+    if (fused || !hardware?.f16 || only === "wgsl") continue;
     // onnxruntime-web: MatMul with an f16 [K, N] initializer, f16 activations in, output kept on the GPU
     const wt = new Uint16Array(K * N);
     for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = bf16[n * K + k];
