@@ -1,12 +1,14 @@
 /**
- * Turns `deno bench --json bench/wgsl_gemm_bench.ts` output into TFLOP/s per shape and
- * kernel (a markdown table on stdout):
+ * A TFLOP/s table (markdown, stdout) of the GEMM bench: from the GPU-times file that
+ * bench/wgsl_gemm_bench.ts writes with MRM_GEMM_GPU_TIMES (median kernel time), or from
+ * `deno bench --json` output (mean wall time, which includes the submit round trip):
  *
- *   deno bench -A --json bench/wgsl_gemm_bench.ts > gemm.json && deno run -A bench/gemm_table.ts gemm.json
+ *   MRM_GEMM_GPU_TIMES=gpu.json deno bench -A --json bench/wgsl_gemm_bench.ts > wall.json
+ *   deno run -A bench/gemm_table.ts gpu.json
  */
 const file = Deno.args[0];
 if (!file) {
-  console.error("usage: deno run -A bench/gemm_table.ts BENCH_JSON");
+  console.error("usage: deno run -A bench/gemm_table.ts GPU_TIMES_OR_BENCH_JSON");
   Deno.exit(2);
 }
 const text = await Deno.readTextFile(file);
@@ -14,12 +16,21 @@ if (!text.trim()) {
   console.error(`${file}: empty (the bench did not finish)`);
   Deno.exit(2);
 }
-const report = JSON.parse(text);
-console.log("| shape | kernel | ms | TFLOP/s |\n|---|---|---|---|");
-for (const b of report.benches) {
-  const gflop = Number(/\(([\d.]+) GFLOP\)/.exec(b.group ?? "")?.[1]);
-  const ok = b.results?.[0]?.ok;
-  if (!ok) continue;
-  const ms = ok.avg / 1e6;
-  console.log(`| ${b.group} | ${b.name} | ${ms.toFixed(3)} | ${(gflop / ms / 1000).toFixed(2)} |`);
+const data = JSON.parse(text);
+const rows: [string, string, number, number][] = [];
+if (Array.isArray(data.benches)) {
+  for (const b of data.benches) {
+    const ok = b.results?.[0]?.ok;
+    if (ok) rows.push([b.group, b.name, Number(/\(([\d.]+) GFLOP\)/.exec(b.group ?? "")?.[1]), ok.avg / 1e6]);
+  }
+} else {
+  for (const [key, v] of Object.entries(data as Record<string, { gflop: number; ms: number[] }>)) {
+    const [group, name] = key.split(" | ");
+    const sorted = [...v.ms].sort((a, b) => a - b);
+    rows.push([group, name, v.gflop, sorted[Math.floor(sorted.length / 2)]]);
+  }
+}
+console.log(`| shape | kernel | ms | TFLOP/s |\n|---|---|---|---|`);
+for (const [group, name, gflop, ms] of rows) {
+  console.log(`| ${group} | ${name} | ${ms.toFixed(3)} | ${(gflop / ms).toFixed(1)} |`);
 }

@@ -21,10 +21,11 @@ if [ -n "${GEMM_BENCH:-}" ]; then
   # the GEMM alone, every tile, next to onnxruntime-web's MatMul (bench/wgsl_gemm_bench.ts)
   # (ours and onnxruntime-web's in two runs, so that slow session creation cannot starve ours)
   for which in wgsl ort; do
-    MRM_GEMM_BENCH=$which timeout "${GEMM_LIMIT:-120}" /tmp/deno bench -A --no-check --node-modules-dir=manual \
-      --json bench/wgsl_gemm_bench.ts >"$out/gemm_$which.json" 2>"$out/gemm_$which.err"
-    /tmp/deno run -A --no-config bench/gemm_table.ts "$out/gemm_$which.json" | tee "$out/gemm_$which.md"
+    MRM_GEMM_BENCH=$which MRM_GEMM_GPU_TIMES="$out/gemm_gpu_times.json" timeout "${GEMM_LIMIT:-120}" /tmp/deno bench \
+      -A --no-check --node-modules-dir=manual --json bench/wgsl_gemm_bench.ts >"$out/gemm_$which.json" 2>"$out/gemm_$which.err"
+    /tmp/deno run -A --no-config bench/gemm_table.ts "$out/gemm_$which.json" >"$out/gemm_${which}_wall.md"
   done
+  /tmp/deno run -A --no-config bench/gemm_table.ts "$out/gemm_gpu_times.json" | tee "$out/gemm_gpu.md"
 fi
 mem() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 250 >"$out/gpumem_$1.txt" & }
 for item in $plan; do

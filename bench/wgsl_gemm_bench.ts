@@ -3,8 +3,10 @@
  * for every candidate tile, next to onnxruntime-web's webgpu MatMul (f16 weights, as the
  * ONNX encoder path runs it) on the same adapter, for the projection shapes of
  * Skywork-Reward-V2-Qwen3-0.6B and -Llama-3.1-8B at 256 and 2048 tokens. Each group's
- * name carries its GFLOP: TFLOP/s = GFLOP / (time in ms) / 1000 (bench/gemm_table.ts
- * turns `deno bench --json` output into that table). The "gate+up" rows are the fused
+ * name carries its GFLOP: TFLOP/s = GFLOP / (time in ms). Wall times include Deno's ~12 ms
+ * submit-and-wait round trip; with MRM_GEMM_GPU_TIMES=FILE the kernels' own GPU times
+ * (timestamp queries) are written there, and bench/gemm_table.ts turns that file, or
+ * `deno bench --json` output, into a TFLOP/s table. The "gate+up" rows are the fused
  * SwiGLU kernel (two products). On a software adapter only a small shape runs (llvmpipe
  * timings say nothing about GPUs).
  *
@@ -18,6 +20,7 @@ import { DT, encodeModel, node, onnx, valueInfo } from "../lib/encoder/hf/onnx_b
 const hardware = await gpuAdapter();
 // MRM_GEMM_BENCH=ort times only onnxruntime-web (its sessions take a while to create); =wgsl only ours
 const only = Deno.env.get("MRM_GEMM_BENCH");
+const ORT_SHAPES = ["0.6b qkv", "8b o", "8b down"];
 // larger tiles the engine does not use yet, timed to see whether they would pay
 const EXTRA_TILES: GemmTile[] = [
   { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8 },
@@ -47,7 +50,11 @@ const SHAPES: [string, number, number, boolean][] = hardware
 
 // deno-lint-ignore no-explicit-any
 const adapter: any = await (navigator as any).gpu.requestAdapter({ powerPreference: "high-performance" });
+// GPU timestamps give each kernel's own time: a submit-and-wait round trip costs ~12 ms in Deno, more than
+// many of these products take, so the wall times below bound the GPU time from above only
+const stamps = adapter.features.has("timestamp-query");
 const gpu = await adapter.requestDevice({
+  requiredFeatures: stamps ? ["timestamp-query"] : [],
   requiredLimits: {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
@@ -56,6 +63,12 @@ const gpu = await adapter.requestDevice({
 });
 // fixed iteration counts keep the whole file within a GPU session's few minutes
 const runs = { n: 20, warmup: 3 };
+const querySet = stamps ? gpu.createQuerySet({ type: "timestamp", count: 2 }) : undefined;
+const resolved = gpu.createBuffer({ size: 16, usage: 0x200 | 0x4 });
+const readback = gpu.createBuffer({ size: 16, usage: 0x1 | 0x8 });
+// per bench: GFLOP and the GPU milliseconds of each run, rewritten after every run to MRM_GEMM_GPU_TIMES
+const gpuTimes: Record<string, { gflop: number; ms: number[] }> = {};
+const timesFile = Deno.env.get("MRM_GEMM_GPU_TIMES");
 const rand = (n: number) => Float32Array.from({ length: n }, (_, i) => (((i * 2654435761) >>> 0) % 2000) / 1000 - 1);
 
 for (const [name, N, K, fused] of SHAPES) {
@@ -90,18 +103,34 @@ for (const [name, N, K, fused] of SHAPES) {
         ...runs,
         async fn() {
           const enc = gpu.createCommandEncoder();
-          const pass = enc.beginComputePass();
+          const pass = enc.beginComputePass(
+            querySet ? { timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {},
+          );
           pass.setPipeline(pipeline);
           pass.setBindGroup(0, group_);
           pass.dispatchWorkgroups(Math.ceil(N / t.bn), Math.ceil(M / t.bm));
           pass.end();
+          if (querySet) {
+            enc.resolveQuerySet(querySet, 0, 2, resolved, 0);
+            enc.copyBufferToBuffer(resolved, 0, readback, 0, 16);
+          }
           gpu.queue.submit([enc.finish()]);
           await gpu.queue.onSubmittedWorkDone();
+          if (querySet) {
+            await readback.mapAsync(1);
+            const [a, b] = new BigUint64Array(readback.getMappedRange().slice(0));
+            readback.unmap();
+            (gpuTimes[`${group} | wgsl ${tileName(t)}`] ??= { gflop: flops / 1e9, ms: [] }).ms.push(
+              Number(b - a) / 1e6,
+            );
+            if (timesFile) Deno.writeTextFileSync(timesFile, JSON.stringify(gpuTimes));
+          }
         },
       });
     }
-    // onnxruntime-web's f16 MatMul needs shader-f16
-    if (fused || !hardware?.f16 || only === "wgsl") continue;
+    // onnxruntime-web's f16 MatMul needs shader-f16; its sessions are slow to create, so three shapes at the larger M
+    if (fused || !hardware?.f16 || only === "wgsl" || M !== TOKENS.at(-1) || !ORT_SHAPES.includes(name)) continue;
+    console.error(`onnxruntime-web session for ${group}: ${new Date().toISOString()}`);
     // onnxruntime-web: MatMul with an f16 [K, N] initializer, f16 activations in, output kept on the GPU
     const wt = new Uint16Array(K * N);
     for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = bf16[n * K + k];
@@ -118,6 +147,7 @@ for (const [name, N, K, fused] of SHAPES) {
       executionProviders: ["webgpu"],
       preferredOutputLocation: "gpu-buffer",
     }).catch(() => undefined);
+    console.error(`session ${session ? "created" : "failed"}: ${new Date().toISOString()}`);
     if (session) {
       const x = new ort.Tensor("float16", new Uint16Array(M * K).fill(0x3c00), [M, K]);
       Deno.bench({
