@@ -4,7 +4,8 @@ import { loadStore } from "../lib/store/store.ts";
 import { comparisonsParquet, prismFixture, redditRows, simpleConversation } from "./fixtures/raw_data.ts";
 import { writeTinyModel } from "./fixtures/tiny_model.ts";
 import { runTask, tempDir } from "./helpers.ts";
-import { adaptUser, RewardEncoder, scorePairs } from "../mod.ts";
+import { adaptUser, scorePairs } from "../mod.ts";
+import { RewardEncoder } from "../encoder.ts";
 
 const task = (file: string, args: string[], env: Record<string, string> = {}, cwd?: string) =>
   runTask(file, args, { env, cwd });
@@ -208,7 +209,7 @@ Deno.test("preprocess:reddit from the Hub's parquet layout on disk, as F16, in t
 Deno.test("library: encode a user's examples, adapt, score new pairs (the README's single-user workflow)", async () => {
   await using t = await tempDir();
   await writeTinyModel(`${t.dir}/model`);
-  const { initParams } = await import("../mod.ts");
+  const { initParams } = await import("../train.ts");
   // --- README example ---
   const encoder = await RewardEncoder.load(`${t.dir}/model`);
   const support = await encoder.encodePairs([

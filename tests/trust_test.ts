@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { loadStore, writeStore } from "../lib/store/store.ts";
 import { writeSafetensors } from "../lib/store/safetensors.ts";
-import { adaptUser, initParams, scorePairs } from "../mod.ts";
+import { adaptUser, scorePairs } from "../mod.ts";
+import { initParams } from "../train.ts";
 import { applyConfigFlags, flagOptions, parse, uniqueFolder } from "../tasks/_cli.ts";
 import { preset } from "../lib/presets.ts";
 import { readTruth } from "../lib/eval/oracle.ts";

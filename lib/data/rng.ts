@@ -3,7 +3,6 @@
  * seeding (`init_by_array` over the seed's 32-bit words), `getrandbits`,
  * `_randbelow` and `shuffle`, plus `random()`.
  */
-import { createHash } from "node:crypto";
 
 const N = 624;
 const M = 397;
@@ -126,10 +125,4 @@ export class PyRandom {
     while (u === 0) u = this.random();
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.random());
   }
-}
-
-/** `int(hashlib.md5(str(uid).encode()).hexdigest(), 16) % 2**32` */
-export function md5Mod32(id: string): number {
-  const hex = createHash("md5").update(id, "utf8").digest("hex");
-  return Number(BigInt("0x" + hex) % 4294967296n);
 }

@@ -3,7 +3,8 @@
  * per-epoch support/query split, bit-exact with the release's Python.
  */
 import type { PairEntry, StoreMeta } from "../store/store.ts";
-import { md5Mod32, PyRandom } from "./rng.ts";
+import { PyRandom } from "./rng.ts";
+import { md5Mod32 } from "./md5.ts";
 
 /** How a dataset splits each user's pairs into train and test. */
 export type SplitStyle = "prism" | "reddit";

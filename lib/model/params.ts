@@ -5,9 +5,13 @@ import type { TensorToWrite } from "../store/safetensors.ts";
 
 /** One bias-free (or biased) linear layer, weight row-major [out, in]. */
 export interface Layer {
+  /** output width */
   out: number;
+  /** input width */
   in: number;
+  /** weights, row-major [out, in] */
   weight: Float32Array;
+  /** biases [out], when the model uses them */
   bias?: Float32Array;
 }
 
@@ -18,8 +22,11 @@ export interface Layer {
  * per-base precisions.
  */
 export interface MrmParams {
+  /** embedding width H */
   dim: number;
+  /** the base reward functions: a bias-free MLP whose K outputs are the bases */
   layers: Layer[];
+  /** the K user logits (MRM) or the prior mean w0 of a user's weights (mrm-p) */
   sharedWeight: Float32Array;
   /** mrm-p only: log precision of the prior on a user's weights (K values) */
   priorLogPrecision?: Float32Array;

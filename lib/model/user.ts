@@ -6,6 +6,7 @@ import type { MrmParams } from "./params.ts";
 
 /** A meta-trained model with one user's adapted weights. */
 export interface UserModel {
+  /** the meta-trained model (shared, not copied) */
   params: MrmParams;
   /** the user's mixing weights w after adaptation: reward(x) = w . phi(x) */
   weights: Float64Array;
@@ -51,11 +52,15 @@ function flatRows(name: string, x: Rows, dim: number): { data: Float32Array; n: 
  * one). Values must be finite, `innerLr` positive, `innerSteps` a non-negative integer.
  * @example
  * ```ts
- * import { adaptUser, initParams, scorePairs } from "@mrm/mrm";
- * const model = initParams(4);
- * const user = adaptUser(model, new Float32Array([1, 0, 0, 0]), new Float32Array([0, 1, 0, 0]));
- * const s = scorePairs(user, new Float32Array([1, 0, 0, 0]), new Float32Array([0, 1, 0, 0]));
- * console.log(s.prefersChosen);
+ * import { adaptUser, loadModel, scorePairs } from "@mrm/mrm";
+ * import assert from "node:assert/strict";
+ *
+ * const { params } = await loadModel("examples/model.safetensors");
+ * const a = new Float32Array(params.dim).fill(0.5), b = new Float32Array(params.dim).fill(-0.5);
+ * const user = adaptUser(params, a, b, { innerLr: 0.05, innerSteps: 5 });
+ * const s = scorePairs(user, [a, b], [b, a]);
+ * assert.deepEqual(s.prefersChosen, [s.chosen[0] > s.rejected[0], s.chosen[1] > s.rejected[1]]);
+ * assert.throws(() => adaptUser(params, [[1, 2]], [[3, 4]]), /row 0 has 2 values/);
  * ```
  */
 export function adaptUser(

@@ -262,6 +262,34 @@ export async function readTensorBytes(path: string, name: string, header: Header
   return bytes;
 }
 
+/**
+ * Decodes every tensor of a safetensors file held in memory (no file or Deno API, so it
+ * runs in browsers and Node); `name` labels errors. F16 and BF16 widen to float32.
+ */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  name = "safetensors bytes",
+): {
+  tensors: Record<string, { data: Float32Array; shape: number[]; dtype: Dtype }>;
+  metadata: Record<string, string>;
+} {
+  const h = parseHeader(name, bytes, bytes.length);
+  const tensors: Record<string, { data: Float32Array; shape: number[]; dtype: Dtype }> = {};
+  for (const [key, info] of Object.entries(h.tensors)) {
+    const raw = bytes.slice(h.dataStart + info.dataOffsets[0], h.dataStart + info.dataOffsets[1]);
+    let data: Float32Array;
+    if (info.dtype === "F32") data = new Float32Array(raw.buffer);
+    else {
+      data = new Float32Array(raw.length / 2);
+      const half = new Uint16Array(raw.buffer);
+      if (info.dtype === "F16") f16ToF32(half, data);
+      else bf16ToF32(half, data);
+    }
+    tensors[key] = { data, shape: info.shape, dtype: info.dtype };
+  }
+  return { tensors, metadata: h.metadata };
+}
+
 /** Reads every tensor of a (small) safetensors file, e.g. a checkpoint. */
 export async function readAll(
   path: string,

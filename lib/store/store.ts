@@ -178,6 +178,34 @@ export async function loadStore(prefix: string): Promise<EmbeddingStore> {
   return { prefix, embeddings: data, n, dim, meta, info: header.metadata };
 }
 
+/**
+ * One user's pairs from a store as embedding rows: `chosen` and `rejected` (n x H each,
+ * flat, row i of both is pair i), ready for `RewardModel.adapt`. `split` keeps only the
+ * pairs marked "train" or "val"; `limit` keeps the first n.
+ */
+export function userPairs(
+  store: EmbeddingStore,
+  user: string,
+  { split, limit }: { split?: "train" | "val"; limit?: number } = {},
+): { chosen: Float32Array; rejected: Float32Array; pairs: PairEntry[] } {
+  const all = store.meta[user];
+  if (!all) {
+    const ids = Object.keys(store.meta);
+    throw new FormatError(
+      `${store.prefix}.json`,
+      `no user '${user}' (${ids.length} users, e.g. ${ids.slice(0, 3).map((u) => `'${u}'`).join(", ")})`,
+    );
+  }
+  let pairs = split ? all.filter((p) => p.split === split) : all;
+  if (limit !== undefined) pairs = pairs.slice(0, limit);
+  const H = store.dim, chosen = new Float32Array(pairs.length * H), rejected = new Float32Array(pairs.length * H);
+  pairs.forEach((p, i) => {
+    chosen.set(store.embeddings.subarray(p.chosen_idx * H, (p.chosen_idx + 1) * H), i * H);
+    rejected.set(store.embeddings.subarray(p.rejected_idx * H, (p.rejected_idx + 1) * H), i * H);
+  });
+  return { chosen, rejected, pairs };
+}
+
 /** Writes a store atomically (both files); F32 unless `dtype: "F16"`. */
 export async function writeStore(
   prefix: string,

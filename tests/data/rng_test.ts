@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { md5Mod32, PyRandom } from "../../lib/data/rng.ts";
+import { PyRandom } from "../../lib/data/rng.ts";
+import { md5Mod32 } from "../../lib/data/md5.ts";
 
 // Expected values printed by CPython 3.11: random.Random(seed).shuffle(list(range(20))),
 // .getrandbits(32), .random(), and int(md5(uid).hexdigest(), 16) % 2**32.
