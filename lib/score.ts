@@ -7,6 +7,7 @@ import { ConfigError, FormatError } from "./errors.ts";
 import { isPersonal, type MrmParams, paramsFromTensors } from "./model/params.ts";
 import { adaptUser, type Rows, scoreRows, type UserModel } from "./model/user.ts";
 import { decodeSafetensors } from "./store/safetensors.ts";
+import { isTorchFile, torchTensors } from "./store/torch.ts";
 
 /** How a model adapts to a user (MRM's inner Adam; mrm-p ignores both: its fit is exact). */
 export interface AdaptSettings {
@@ -100,14 +101,17 @@ export class RewardModel {
 }
 
 /**
- * A checkpoint (safetensors bytes, as training writes them) as a model, with no file or
+ * A checkpoint as a model: safetensors bytes as training writes them, or the release's
+ * `torch.save(model.state_dict())` bytes (read natively). No file or
  * Deno API: this runs in browsers and Node. `name` labels error messages. The adaptation
  * settings come from the checkpoint's saved config (`innerLr`, `evalInnerEpochs`), else
  * the release's.
  */
 export function parseCheckpoint(bytes: Uint8Array, name = "checkpoint bytes"): RewardModel {
   if (!(bytes instanceof Uint8Array)) throw new ConfigError(`${name}: expected the checkpoint's bytes (Uint8Array)`);
-  const { tensors, metadata } = decodeSafetensors(bytes, name);
+  const { tensors, metadata } = isTorchFile(bytes)
+    ? { tensors: torchTensors(bytes, name), metadata: {} as Record<string, string> }
+    : decodeSafetensors(bytes, name);
   const params = paramsFromTensors(name, tensors);
   let adaptation = RELEASE_ADAPTATION;
   if (metadata.config) {

@@ -31,7 +31,7 @@ await main(async () => {
   --data PREFIX          embedding store prefix (default ${config.data})
   --embed_pt/--meta_json the release's names for the store files (same prefix)
   --out DIR              run folder (default output/${config.dataset}/<timestamp>_<config>)
-  --init CKPT            start from a checkpoint's weights (ours or a converted PyTorch one)
+  --init CKPT            start from a checkpoint's weights (ours, or the release's model.pt)
   --resume RUN           continue an interrupted run folder from its last checkpoint
   --overwrite            empty an existing --out folder first (otherwise it is refused)
   --backend cpu|wasm|webgpu  tfjs backend (default wasm: faster than webgpu even on an H200, see README)

@@ -3,6 +3,7 @@ import { FormatError } from "../errors.ts";
 import { type MrmParams, namedArrays, paramsFromTensors, paramsToTensors } from "../model/params.ts";
 import type { TrainConfig } from "../presets.ts";
 import { readAll, type TensorToWrite, writeSafetensors } from "../store/safetensors.ts";
+import { torchTensors } from "../store/torch.ts";
 import type { TrainState } from "../train/meta.ts";
 
 /** Writes `epoch_<E>.safetensors`-style checkpoints: state_dict tensors + config metadata. */
@@ -17,14 +18,30 @@ export async function saveCheckpoint(
   });
 }
 
-/** Loads a checkpoint; `dim` (when given) must match the store's H. */
+async function readBytes(path: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) throw new FormatError(path, "file not found");
+    throw e;
+  }
+}
+
+/**
+ * Loads a checkpoint: ours (safetensors, with the run's config) or the release's
+ * `torch.save(model.state_dict())` (`.pt`, no config). `dim` (when given) must match the
+ * store's H.
+ */
 export async function loadCheckpoint(
   path: string,
   { dim }: { dim?: number } = {},
 ): Promise<{ params: MrmParams; config?: TrainConfig; metadata: Record<string, string> }> {
   const st = await Deno.stat(path).catch(() => undefined);
   if (st?.isDirectory) throw new FormatError(path, "is a folder; expected a checkpoint file (.safetensors)");
-  const { tensors, metadata } = await readAll(path);
+  const torch = path.endsWith(".pt");
+  const { tensors, metadata } = torch
+    ? { tensors: torchTensors(await readBytes(path), path), metadata: {} as Record<string, string> }
+    : await readAll(path);
   const params = paramsFromTensors(path, tensors);
   if (dim !== undefined && params.dim !== dim) {
     throw new FormatError(path, `checkpoint expects embeddings of dimension ${params.dim} but the store has H=${dim}`);

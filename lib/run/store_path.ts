@@ -34,14 +34,14 @@ export function resolvePrefix(
 /** Checks that both store files exist; the error names what is missing and how to make it. */
 export async function requireStore(prefix: string, dataset: string): Promise<void> {
   const missing: string[] = [];
-  for (const ext of [".safetensors", ".json"]) if (!(await exists(prefix + ext))) missing.push(prefix + ext);
+  // the embeddings as safetensors, or as the release's torch.save file
+  if (!(await exists(prefix + ".safetensors")) && !(await exists(prefix + ".pt"))) {
+    missing.push(`${prefix}.safetensors (or .pt)`);
+  }
+  if (!(await exists(prefix + ".json"))) missing.push(prefix + ".json");
   if (missing.length === 0) return;
-  const pt = await exists(prefix + ".pt");
   throw new ConfigError(
     `no embedding store at '${prefix}': missing ${missing.join(" and ")}.` +
-      (pt
-        ? ` Found ${prefix}.pt (the release's torch format): convert it to safetensors (see README, "Using the release's .pt files").`
-        : "") +
       ` Create it with \`${makerCommand(dataset)}\` or pass --data <prefix>.`,
   );
 }

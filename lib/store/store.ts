@@ -4,7 +4,8 @@
  */
 import { createHash } from "node:crypto";
 import { FormatError } from "../errors.ts";
-import { writeFileAtomic } from "../fsutil.ts";
+import { exists, writeFileAtomic } from "../fsutil.ts";
+import { torchTensors } from "./torch.ts";
 import { readHeader, readTensor, writeSafetensors } from "./safetensors.ts";
 
 /** One preference pair of a user, as stored in `<prefix>.json`. */
@@ -160,6 +161,7 @@ export function validateStoreMeta(file: string, json: unknown, n?: number): Stor
  */
 export async function loadStore(prefix: string): Promise<EmbeddingStore> {
   const stFile = `${prefix}.safetensors`;
+  if (!(await exists(stFile)) && (await exists(`${prefix}.pt`))) return await loadTorchStore(prefix);
   const header = await readHeader(stFile);
   const info = header.tensors.embeddings;
   if (!info) {
@@ -176,6 +178,25 @@ export async function loadStore(prefix: string): Promise<EmbeddingStore> {
   const { data } = await readTensor(stFile, "embeddings", header);
   checkFinite(stFile, data, dim, meta);
   return { prefix, embeddings: data, n, dim, meta, info: header.metadata };
+}
+
+/**
+ * A store whose embeddings are the release's `torch.save` file (`<prefix>.pt`: one
+ * [N, H] tensor, or a dict holding one) next to `<prefix>.json`; read natively.
+ */
+async function loadTorchStore(prefix: string): Promise<EmbeddingStore> {
+  const file = `${prefix}.pt`;
+  const tensors = torchTensors(await Deno.readFile(file), file);
+  const twoD = Object.entries(tensors).filter(([, t]) => t.shape.length === 2);
+  const pick = tensors.embeddings?.shape.length === 2 ? tensors.embeddings : twoD.length === 1 ? twoD[0][1] : undefined;
+  if (!pick) {
+    const found = Object.entries(tensors).map(([k, t]) => `${k || "(the tensor)"} ${JSON.stringify(t.shape)}`);
+    throw new FormatError(file, `expected one 2-D [N, H] embeddings tensor, found: ${found.join(", ") || "none"}`);
+  }
+  const [n, dim] = pick.shape;
+  const meta = await readStoreMeta(`${prefix}.json`, n);
+  checkFinite(file, pick.data, dim, meta);
+  return { prefix, embeddings: pick.data, n, dim, meta, info: { source: "torch.save", dtype: pick.dtype } };
 }
 
 /**
