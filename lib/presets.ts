@@ -10,22 +10,39 @@ export interface TrainConfig {
   splitStyle: SplitStyle;
   /** store prefix (`<prefix>.safetensors` + `<prefix>.json`) */
   data: string;
+  /** layer widths of the base functions (the last is K) */
   hiddenSizes: number[];
+  /** biases in the base functions */
   useBias: boolean;
+  /** inner Adam learning rate */
   innerLr: number;
+  /** outer Adam learning rate */
   metaLr: number;
+  /** inner Adam steps during meta-training */
   trainInnerEpochs: number;
+  /** inner Adam steps when evaluating (and adapting a new user) */
   evalInnerEpochs: number;
+  /** users per outer step */
   tasksPerBatch: number;
+  /** meta-training epochs */
   epochs: number;
+  /** share of steps of linear warm-up */
   warmupRatio: number;
+  /** seed of splits and initialisation */
   seed: number;
+  /** share of a user's train conversations used as query */
   valRatio: number;
+  /** evaluate every N epochs */
   logFreq: number;
+  /** checkpoint every N epochs */
   saveFreq: number;
+  /** cap on seen users' train conversations/pairs (-1: none) */
   seenTrainLimit: number;
+  /** cap on unseen users' train conversations/pairs (-1: none) */
   unseenTrainLimit: number;
+  /** RPO rho: tau is the (1 - rho) quantile of the batch losses */
   rpoRho: number;
+  /** RPO temperature (<= 0: hard mask) */
   rpoGamma: number;
   /** "rpo" (the method) or "mean" (plain MAML: mean of the query losses) */
   objective: "rpo" | "mean";
@@ -34,7 +51,9 @@ export interface TrainConfig {
    * used for honest model selection (sweeps), never the test pairs
    */
   valHoldout: number;
+  /** first-order inner step (no second-order terms) */
   firstOrder: boolean;
+  /** clip of the meta-gradient's global norm */
   clipNorm: number;
   /**
    * "mrm" (the release method, softmax weights adapted by inner Adam) or "mrm-p" (signed

@@ -24,7 +24,7 @@ Deno.test("train: a missing store says what is missing and which command makes i
   assert.equal(r.code, 2);
   assert.match(
     r.err,
-    /no embedding store at 'data\/emb\/prism\/V2': missing data\/emb\/prism\/V2\.safetensors and data\/emb\/prism\/V2\.json\. Create it with `deno task preprocess:prism`/,
+    /no embedding store at 'data\/emb\/prism\/V2': missing data\/emb\/prism\/V2\.safetensors \(or \.pt\) and data\/emb\/prism\/V2\.json\. Create it with `deno task preprocess:prism`/,
   );
   const r2 = await task("train.ts", ["--preset", "reddit", "--meta_json", "x/y.json", "--embed_pt", "x/z.pt"], t.dir);
   assert.match(r2.err, /name different stores/);

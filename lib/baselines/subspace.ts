@@ -18,10 +18,15 @@ export const SUBSPACE_STRENGTHS = [0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100];
 
 /** The fitted ceiling: pooled weights and the chosen strength, with the validation scores. */
 export interface SubspaceModel {
+  /** the true latent reward directions */
   directions: Float32Array[];
+  /** the generator's reward scale */
   scale: number;
+  /** the pooled fit over seen users (the prior mean) */
   pooled: Float64Array;
+  /** the prior strength chosen by validation */
   strength: number;
+  /** validation accuracy of each candidate strength */
   validation: { strength: number; accuracy: number }[];
 }
 

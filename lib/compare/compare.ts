@@ -30,9 +30,13 @@ export type Method = typeof METHODS[number];
 
 /** One method trained and evaluated with one seed. */
 export interface MethodRun {
+  /** the method */
   method: Method;
+  /** the seed of this run */
   seed: number;
+  /** per-user test accuracies */
   result: EvalResult;
+  /** training (or fitting) time */
   trainSeconds: number;
   /** unseen-user accuracy per shot count on the few-shot users */
   fewshot: { shots: number; acc: number }[];
@@ -40,11 +44,17 @@ export interface MethodRun {
 
 /** Settings of a comparison. */
 export interface CompareOptions {
+  /** the methods to run */
   methods: Method[];
+  /** one run per seed */
   seeds: number[];
+  /** the folder everything is written to */
   outDir: string;
+  /** support sizes of the few-shot curves */
   shots?: number[];
+  /** the synthetic truth (enables `oracle` and `subspace`) */
   truth?: SynthTruth;
+  /** where progress lines go */
   log: RunLog;
   /** epochs and lr of bt/lore (defaults: the config's epochs, lr 1e-2) */
   linear?: { epochs?: number; lr?: number };
@@ -54,8 +64,11 @@ export interface CompareOptions {
 
 /** The result: every run, the methods skipped (and why), and the few-shot users. */
 export interface CompareResult {
+  /** one entry per method and seed */
   runs: MethodRun[];
+  /** methods that could not run, and why */
   skipped: { method: Method; reason: string }[];
+  /** the users of the few-shot curves */
   fewshotUsers: string[];
 }
 

@@ -17,7 +17,9 @@ import type { EmbeddingStore } from "../store/store.ts";
 
 /** One grid axis: a release flag name and its values (as typed). */
 export interface GridAxis {
+  /** the release flag name swept */
   flag: string;
+  /** its values */
   values: string[];
 }
 
@@ -53,22 +55,35 @@ export function settingName(s: Record<string, string>): string {
 
 /** One trained setting's figures at its last epoch. */
 export interface SweepRow {
+  /** flag -> value of this grid point */
   setting: Record<string, string>;
+  /** a short label of the setting */
   name: string;
+  /** validation accuracy (held-out seen-user pairs) */
   val: number;
+  /** test accuracy, seen users */
   seen: number;
+  /** test accuracy, unseen users */
   unseen: number;
+  /** test accuracy, all users */
   overall: number;
+  /** mean of the worst 10% of seen users */
   seenWorst10: number;
+  /** mean of the worst 10% of unseen users */
   unseenWorst10: number;
+  /** training and evaluation time */
   seconds: number;
+  /** each user's group and test accuracy */
   users: Map<string, { group: string; acc: number }>;
 }
 
 /** Result of a sweep: rows, the release row and the chosen row. */
 export interface SweepResult {
+  /** one row per grid point */
   rows: SweepRow[];
+  /** the release configuration */
   release: SweepRow;
+  /** the grid point chosen on validation */
   chosen: SweepRow;
 }
 

@@ -13,10 +13,15 @@ import { parseJsonLines } from "./prism.ts";
 
 /** One comparison row as in the dataset. */
 export interface ComparisonRow {
+  /** the post (id, text, title, subreddit) the summaries are of */
   info: { id?: string; post?: string | null; article?: string | null; title?: string | null };
+  /** the two summaries compared */
   summaries: { text: string; policy?: string; note?: string | null }[];
+  /** index (0 or 1) of the summary the worker preferred */
   choice: number;
+  /** the labeller (the user id) */
   worker: string;
+  /** the dataset's own split */
   split?: string;
 }
 

@@ -12,7 +12,10 @@ export class PyRandom {
   #mt = new Uint32Array(N);
   #i = N + 1;
 
-  /** @param seed a non-negative or negative integer (Python uses its absolute value) */
+  /**
+   * Seeds the generator as Python's `random.seed(seed)` does.
+   * @param seed a non-negative or negative integer (Python uses its absolute value)
+   */
   constructor(seed: number | bigint) {
     let a = BigInt(seed);
     if (a < 0n) a = -a;

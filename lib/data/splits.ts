@@ -12,6 +12,7 @@ export type SplitStyle = "prism" | "reddit";
 /** Settings that decide the split. */
 export interface SplitOptions {
   /** @default 42 */
+  /** seed of the user order @default 42 */
   seed?: number;
   /** cap on train conversations (PRISM) or pairs (Reddit) of seen users; -1 = none. @default -1 */
   seenTrainLimit?: number;
@@ -21,16 +22,23 @@ export interface SplitOptions {
 
 /** One user's split: positions into that user's entry list. */
 export interface UserSplit {
+  /** whether the user is seen (meta-trained on) or unseen */
   group: "seen" | "unseen";
+  /** positions (in `entries`) of the train pairs */
   train: number[];
+  /** positions (in `entries`) of the test pairs */
   test: number[];
 }
 
 /** The whole split, in the JSON form of docs/formats.md. */
 export interface Splits {
+  /** the seed the splits were drawn with */
   seed: number;
+  /** seen (meta-training) users */
   seen: string[];
+  /** unseen (held-out) users */
   unseen: string[];
+  /** each user's pair indices by split */
   users: Record<string, UserSplit>;
 }
 

@@ -18,8 +18,11 @@ import { PyRandom } from "./rng.ts";
 export interface SynthOptions {
   /** "prism": many users, a few conversations each; "reddit": few users, many pairs, `split` field */
   preset: "prism" | "reddit";
+  /** number of users */
   users: number;
+  /** embedding width H */
   dim: number;
+  /** generator seed */
   seed: number;
   /** share of hard users (half contrarian, half long-tail) @default 0.2 */
   hardShare?: number;
@@ -39,7 +42,9 @@ export interface SynthOptions {
 
 /** The truth written beside the store as `<prefix>.truth.json`. */
 export interface SynthTruth {
+  /** the options the store was generated with */
   options: SynthOptions;
+  /** each user's kind and true reward weights */
   users: Record<string, { kind: "typical" | "contrarian" | "long_tail"; weights: number[] }>;
   /** per user, per entry: P(chosen preferred) under the user's true reward */
   oracle: Record<string, number[]>;
@@ -49,6 +54,7 @@ export interface SynthTruth {
    * written before they were recorded.
    */
   directions?: number[][];
+  /** the embedding scale of `directions` */
   scale?: number;
 }
 

@@ -4,16 +4,23 @@ import type { Splits } from "./splits.ts";
 
 /** One user with train/test positions and each entry's chosen/rejected row. */
 export interface UserTask {
+  /** user id */
   id: string;
+  /** whether the user is seen (meta-trained on) or unseen */
   group: "seen" | "unseen";
   /** index of the user in its group's list (seeds the support/query split) */
   index: number;
+  /** the user's pairs, in store order */
   entries: PairEntry[];
+  /** positions (in `entries`) of the train pairs */
   train: number[];
+  /** positions (in `entries`) of the test pairs */
   test: number[];
   /** validation positions held out of train (empty unless a holdout is configured) */
   val: number[];
+  /** each entry's chosen embedding row */
   chosen: Int32Array;
+  /** each entry's rejected embedding row */
   rejected: Int32Array;
 }
 

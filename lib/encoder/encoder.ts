@@ -19,9 +19,11 @@ export interface EncoderOptions extends EngineOptions {
 
 /** Embeddings (n x H) in input order, rewards when known, tokens processed. */
 export interface Encoded {
+  /** last-token hidden states, one row of H per conversation */
   embeddings: Float32Array;
   /** the model's own reward (its `logits` output), else the head applied to the embedding */
   scores?: Float32Array;
+  /** tokens encoded */
   tokens: number;
   /**
    * when both the model's reward and the head are available: how many rewards were

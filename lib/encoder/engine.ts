@@ -26,16 +26,19 @@ export interface BatchOutput {
 
 /** A loaded forward pass. */
 export interface EncoderEngine {
+  /** where it runs */
   readonly device: Device;
+  /** runs one padded batch of token sequences; last-token hidden states and scores */
   run(seqs: number[][]): Promise<BatchOutput>;
   /** why one sequence of `tokens` tokens cannot run whole, or undefined when it can */
   limit?(tokens: number): string | undefined;
+  /** frees the session or GPU buffers */
   dispose?(): Promise<void>;
 }
 
 /** Engine settings. */
 export interface EngineOptions {
-  /** @default "auto" (webgpu on a hardware GPU, else wasm) */
+  /** where it runs: "auto" is webgpu on a hardware GPU, else wasm @default "auto" */
   device?: Device | "auto";
   /** wasm threads @default 1 */
   threads?: number;

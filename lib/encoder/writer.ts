@@ -15,8 +15,11 @@ import type { Encoded } from "./encoder.ts";
 
 /** What to encode and the metadata that indexes it. */
 export interface StorePlan {
+  /** the distinct conversations to encode, in row order */
   conversations: Message[][];
+  /** the store JSON indexing those rows */
   meta: StoreMeta;
+  /** number of pairs */
   pairs: number;
 }
 
@@ -87,18 +90,25 @@ export type EncodeFn = (
 
 /** Progress of a store being written. */
 export interface WriteProgress {
+  /** rows on disk so far */
   rowsDone: number;
+  /** rows in all */
   rows: number;
+  /** tokens encoded so far */
   tokens: number;
+  /** seconds since the start */
   seconds: number;
 }
 
 /** Options of encodeStore. */
 export interface EncodeStoreOptions {
+  /** element type of the written embeddings @default "F32" */
   dtype?: "F32" | "F16" | "BF16";
   /** rows per appended chunk @default 64 */
   chunkRows?: number;
+  /** extra safetensors `__metadata__` (encoder id, ...) */
   info?: Record<string, string>;
+  /** called after each appended chunk */
   onProgress?: (p: WriteProgress) => void;
   /** stop (as if killed) once at least this many rows are on disk — for tests */
   stopAfterRows?: number;

@@ -12,10 +12,15 @@ import { pairFeatures, type UserTask } from "../data/tasks.ts";
 
 /** Accuracy of one user. */
 export interface UserResult {
+  /** user id */
   id: string;
+  /** whether the user is seen (meta-trained on) or unseen */
   group: "seen" | "unseen";
+  /** train (support) pairs the user adapted on */
   nTrain: number;
+  /** test pairs scored */
   nTest: number;
+  /** share of test pairs ranked right */
   accuracy: number;
   /** accuracy on the held-out validation pairs, when the user has any */
   valAccuracy?: number;
@@ -23,17 +28,25 @@ export interface UserResult {
 
 /** Mean, median and worst-10% mean of a group's per-user accuracies. */
 export interface GroupStats {
+  /** number of users */
   n: number;
+  /** mean accuracy */
   mean: number;
+  /** median accuracy */
   median: number;
+  /** mean accuracy of the worst 10% of users */
   worst10: number;
 }
 
 /** The result of one evaluation. */
 export interface EvalResult {
+  /** per-user results */
   users: UserResult[];
+  /** accuracy over seen users */
   seen: GroupStats;
+  /** accuracy over unseen users */
   unseen: GroupStats;
+  /** accuracy over all users */
   overall: GroupStats;
   /** validation accuracy of the users with held-out validation pairs (n = 0 when none) */
   val: GroupStats;
@@ -41,7 +54,9 @@ export interface EvalResult {
 
 /** Evaluation settings: the inner loop, and optionally only the first `shots` train pairs. */
 export interface EvalOptions {
+  /** inner Adam learning rate */
   innerLr: number;
+  /** inner Adam steps */
   innerSteps: number;
   /** adapt on only the first `shots` train pairs of each user (few-shot curves) */
   shots?: number;

@@ -8,7 +8,9 @@ import { fitUser } from "./personal.ts";
 
 /** Settings of the release MRM's inner loop (mrm-p ignores them: its fit is exact). */
 export interface AdaptOptions {
+  /** inner Adam learning rate */
   innerLr: number;
+  /** inner Adam steps */
   innerSteps: number;
 }
 

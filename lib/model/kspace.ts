@@ -11,13 +11,18 @@
 
 /** Adam hyperparameters of the inner loop (fresh state per user). */
 export interface InnerOptions {
+  /** Adam learning rate */
   lr: number;
+  /** Adam steps */
   steps: number;
   /** @default 0.9 */
+  /** Adam beta1 @default 0.9 */
   beta1?: number;
   /** @default 0.999 */
+  /** Adam beta2 @default 0.999 */
   beta2?: number;
   /** @default 1e-8 */
+  /** Adam epsilon @default 1e-8 */
   eps?: number;
 }
 

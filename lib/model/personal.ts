@@ -22,7 +22,9 @@ const GRAD_TOL = 1e-10;
 
 /** The prior: its mean w0 and log precisions rho (K each). */
 export interface Prior {
+  /** prior mean of the user's weights */
   w0: ArrayLike<number>;
+  /** log precision of the prior, per base */
   rho: ArrayLike<number>;
 }
 
@@ -97,9 +99,11 @@ function gradHess(w: Float64Array, prior: Prior, z: Float64Array, n: number): { 
 
 /** The MAP fit w* and the Cholesky factor of the Hessian there. */
 export interface Fit {
+  /** the MAP weights */
   w: Float64Array;
   /** Cholesky factor (lower) of the Hessian of F at w */
   chol: Float64Array;
+  /** Newton iterations taken */
   iterations: number;
 }
 

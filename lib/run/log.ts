@@ -6,8 +6,14 @@ export class RunLog {
   #tty: boolean;
   #status = false;
   #lastDraw = 0;
-  /** @param quiet suppress stdout (lines still go to the file) */
-  constructor(readonly quiet = false) {
+  /** stdout suppressed (lines still go to the file) */
+  readonly quiet: boolean;
+  /**
+   * A log for one run.
+   * @param quiet suppress stdout (lines still go to the file)
+   */
+  constructor(quiet = false) {
+    this.quiet = quiet;
     this.#tty = !quiet && Deno.stdout.isTerminal();
   }
 

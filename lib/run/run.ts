@@ -38,22 +38,35 @@ export const METRICS_HEADER = [
 
 /** Accuracy figures of one evaluated epoch. */
 export interface EpochReport {
+  /** the epoch (1-based) */
   epoch: number;
+  /** mean accuracy of seen users */
   seen_acc: number;
+  /** mean accuracy of unseen users */
   unseen_acc: number;
+  /** mean accuracy of all users */
   overall_acc: number;
+  /** mean accuracy of the worst 10% of seen users */
   seen_worst10: number;
+  /** mean accuracy of the worst 10% of unseen users */
   unseen_worst10: number;
+  /** median accuracy of seen users */
   seen_median: number;
+  /** median accuracy of unseen users */
   unseen_median: number;
 }
 
 /** summary.json */
 export interface RunSummary {
+  /** the epoch with the best overall test accuracy (the release's selection) */
   best: EpochReport & { selection: string };
+  /** the last evaluated epoch (no selection) */
   last: EpochReport & { selection: string };
+  /** how many users each group has */
   users: { seen: number; unseen: number };
+  /** wall time of the run */
   seconds: number;
+  /** the run folder */
   outDir: string;
 }
 
@@ -84,11 +97,13 @@ function rowToReport(row: Record<string, number>): EpochReport {
 
 /** Options of a run. */
 export interface RunOptions {
+  /** the folder everything is written to */
   outDir: string;
   /** start from this checkpoint's weights instead of a random init */
   init?: string;
   /** continue the run in outDir from its resume state */
   resume?: boolean;
+  /** where progress lines go (default: stdout and the run folder's train.log) */
   log?: RunLog;
   /** stop after this many epochs of this invocation (tests use it to simulate a kill) */
   stopAfterEpochs?: number;

@@ -28,7 +28,9 @@ export interface Header {
 
 /** A tensor to write: float32 values and their shape. */
 export interface TensorToWrite {
+  /** values, row-major */
   data: Float32Array;
+  /** dimensions */
   shape: number[];
 }
 

@@ -10,15 +10,25 @@ import { readHeader, readTensor, writeSafetensors } from "./safetensors.ts";
 
 /** One preference pair of a user, as stored in `<prefix>.json`. */
 export interface PairEntry {
+  /** the conversation the pair comes from */
   conversation_id?: string | number;
+  /** the prompt (text or messages) */
   prompt?: unknown;
+  /** the preferred response's text */
   chosen?: string;
+  /** the other response's text */
   rejected?: string;
+  /** the encoder's reward of the chosen response */
   chosen_score?: number | null;
+  /** the encoder's reward of the rejected response */
   rejected_score?: number | null;
+  /** row of the chosen response in `embeddings` */
   chosen_idx: number;
+  /** row of the rejected response in `embeddings` */
   rejected_idx: number;
+  /** the dataset's own split (Reddit-style stores) */
   split?: "train" | "val";
+  /** other fields are kept as they are */
   [extra: string]: unknown;
 }
 
@@ -27,10 +37,15 @@ export type StoreMeta = Record<string, PairEntry[]>;
 
 /** An embedding store in memory: one contiguous Float32Array of N x H rows. */
 export interface EmbeddingStore {
+  /** the store prefix */
   prefix: string;
+  /** all rows, N x H, row-major */
   embeddings: Float32Array;
+  /** number of rows N */
   n: number;
+  /** embedding width H */
   dim: number;
+  /** user id -> that user's pairs */
   meta: StoreMeta;
   /** safetensors `__metadata__` (encoder id, dtype, ...) */
   info: Record<string, string>;

@@ -33,7 +33,9 @@ export function readZip(bytes: Uint8Array, name: string): Map<string, Uint8Array
       break;
     }
   }
-  if (eocd < 0) throw new FormatError(name, "not a zip file (no end-of-central-directory record): not a torch.save file");
+  if (eocd < 0) {
+    throw new FormatError(name, "not a zip file (no end-of-central-directory record): not a torch.save file");
+  }
   let count = dv.getUint16(eocd + 10, true);
   let cdOffset = dv.getUint32(eocd + 16, true);
   if (count === 0xffff || cdOffset === 0xffffffff) {
@@ -73,9 +75,14 @@ export function readZip(bytes: Uint8Array, name: string): Map<string, Uint8Array
       x += 4 + len;
     }
     if (method !== 0) {
-      throw new FormatError(name, `zip entry '${entry}' is compressed (method ${method}); torch.save writes stored entries`);
+      throw new FormatError(
+        name,
+        `zip entry '${entry}' is compressed (method ${method}); torch.save writes stored entries`,
+      );
     }
-    if (dv.getUint32(local, true) !== SIG_LOCAL) throw new FormatError(name, `zip entry '${entry}' has no local header`);
+    if (dv.getUint32(local, true) !== SIG_LOCAL) {
+      throw new FormatError(name, `zip entry '${entry}' has no local header`);
+    }
     const start = local + 30 + dv.getUint16(local + 26, true) + dv.getUint16(local + 28, true);
     if (start + size > bytes.length) throw new FormatError(name, `zip entry '${entry}' runs past the end of the file`);
     out.set(entry, bytes.subarray(start, start + size));

@@ -93,6 +93,7 @@ export interface PersonalInitOptions {
   k: number;
   /** initial prior precision of every base */
   ridge: number;
+  /** seed of the random start */
   seed: number;
 }
 

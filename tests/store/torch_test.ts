@@ -16,7 +16,9 @@ const FIX = new URL("../fixtures/torch/", import.meta.url).pathname;
 const expected = JSON.parse(await Deno.readTextFile(`${FIX}expected.json`));
 
 Deno.test("torch.save files (f32, f16, bf16, strided, dict, state_dicts) decode to torch's own values", async () => {
-  for (const [file, tensors] of Object.entries<Record<string, { shape: number[]; values: number[] }>>(expected.tensors)) {
+  for (
+    const [file, tensors] of Object.entries<Record<string, { shape: number[]; values: number[] }>>(expected.tensors)
+  ) {
     const got = torchTensors(await Deno.readFile(`${FIX}${file}`), file);
     assert.deepEqual(Object.keys(got).sort(), Object.keys(tensors).sort(), file);
     for (const [name, want] of Object.entries(tensors)) {
