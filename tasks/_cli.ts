@@ -51,13 +51,15 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
 /** One parseArgs option. */
 export type FlagOption = { type: "string" | "boolean"; short?: string; multiple?: boolean };
 
-/** parseArgs options for the config flags plus extra ones. */
-export function flagOptions(extra: Record<string, FlagOption>): Record<string, FlagOption> {
+/** parseArgs options for the config flags (all, or the names in `only`) plus extra ones. */
+export function flagOptions(extra: Record<string, FlagOption>, only?: string[]): Record<string, FlagOption> {
   const o: Record<string, FlagOption> = {
     help: { type: "boolean", short: "h" },
     ...extra,
   };
-  for (const [name, f] of Object.entries(CONFIG_FLAGS)) o[name] = { type: f.kind === "bool" ? "boolean" : "string" };
+  for (const [name, f] of Object.entries(CONFIG_FLAGS)) {
+    if (!only || only.includes(name)) o[name] = { type: f.kind === "bool" ? "boolean" : "string" };
+  }
   return o;
 }
 
@@ -98,8 +100,34 @@ export function parse(
         string | boolean | string[] | undefined
       >;
   } catch (e) {
-    throw new ConfigError(`${(e as Error).message} (see --help)`);
+    const msg = (e as Error).message;
+    const unknown = /Unknown option '--?([^']+)'/.exec(msg)?.[1];
+    const near = unknown ? closest(unknown, Object.keys(options)) : undefined;
+    if (unknown) {
+      throw new ConfigError(`unknown flag '--${unknown}'${near ? `; did you mean --${near}?` : ""} (see --help)`);
+    }
+    throw new ConfigError(`${msg} (see --help)`);
   }
+}
+
+/** The option closest to `name` (edit distance, "-" and "_" alike), if it is close enough to be a typo. */
+export function closest(name: string, options: string[]): string | undefined {
+  const norm = (x: string) => x.toLowerCase().replaceAll("-", "_");
+  const a = norm(name);
+  let best: string | undefined, bestD = Infinity;
+  for (const o of options) {
+    const b = norm(o);
+    const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array(b.length).fill(0)]);
+    for (let j = 1; j <= b.length; j++) d[0][j] = j;
+    for (let i = 1; i <= a.length; i++) {
+      for (let j = 1; j <= b.length; j++) {
+        d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      }
+    }
+    const dist = d[a.length][b.length];
+    if (dist < bestD) [best, bestD] = [o, dist];
+  }
+  return bestD <= Math.max(2, Math.floor(a.length / 4)) ? best : undefined;
 }
 
 /** Applies config flags present in `values` onto `c`; returns the names that were set. */
@@ -134,9 +162,9 @@ export function applyConfigFlags(
 }
 
 /** Help text lines for the config flags with the preset's defaults. */
-export function configHelp(c: TrainConfig): string {
+export function configHelp(c: TrainConfig, only?: string[]): string {
   const rec = c as unknown as Record<string, unknown>;
-  return Object.entries(CONFIG_FLAGS).map(([name, f]) => {
+  return Object.entries(CONFIG_FLAGS).filter(([name]) => !only || only.includes(name)).map(([name, f]) => {
     const d = rec[f.key];
     const shown = d === undefined
       ? (name === "method" ? "mrm" : "mrm-p's")

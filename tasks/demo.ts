@@ -14,6 +14,7 @@ import { prepareTasks, runTraining } from "../lib/run/run.ts";
 import { accuracyHeader, accuracyRow, table } from "../lib/report/table.ts";
 import { loadStore } from "../lib/store/store.ts";
 import { main, parse, timestamped } from "./_cli.ts";
+import { ConfigError } from "../lib/errors.ts";
 
 await main(async () => {
   const v = parse(Deno.args, {
@@ -27,12 +28,20 @@ await main(async () => {
       "deno task demo [--users 1000] [--dim 512] [--epochs N]: synthetic store -> train -> test -> table",
     );
   }
+  // every value is checked before anything is written
+  const int = (flag: string, d: number, min: number) => {
+    const raw = v[flag];
+    if (raw === undefined) return d;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min) throw new ConfigError(`--${flag} expects an integer >= ${min}, got '${raw}'`);
+    return n;
+  };
+  const epochs = int("epochs", preset("synthetic").epochs, 1), users = int("users", 1000, 4), dim = int("dim", 512, 4);
   const t0 = performance.now();
   const backend = await initBackend("auto");
   const config = preset("synthetic");
-  if (v.epochs) config.epochs = Number(v.epochs);
+  config.epochs = epochs;
   const prefix = config.data;
-  const users = v.users ? Number(v.users) : 1000, dim = v.dim ? Number(v.dim) : 512;
   console.log(`1/3 synth: ${users} PRISM-like users, H=${dim} (20% hard: contrarian or long-tail) -> ${prefix}`);
   const s = await writeSynthetic(prefix, { preset: "prism", users, dim, seed: 42 });
   console.log(`    ${s.pairs} pairs, ${s.rows} embedding rows`);

@@ -32,6 +32,9 @@ Trains every combination (plus the release setting), holding out --val_holdout (
 each seen user's train conversations; chooses the best validation accuracy (never test) and
 reports its test accuracy beside the release setting's, with the hardest users' breakdown.
 Writes output/sweep/<timestamp>/{sweep.csv,users.csv,sweep.svg}.
+  --data PREFIX        the store (default data/emb/synthetic/prism); --embed_pt/--meta_json work too
+  --out DIR            output folder (default output/sweep/<timestamp>)
+  --backend NAME       cpu, wasm or webgpu (default: auto)
   --grid FLAG=V1,V2    repeatable; FLAG is a release flag name (hidden_layers values: 2 or 4-2)
   --preset NAME        base settings (default: synthetic with a .truth.json, else prism/reddit)
   --method mrm-p       sweep mrm-p around its own defaults (the reference row is then those defaults)

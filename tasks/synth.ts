@@ -2,6 +2,7 @@
 import { SYNTH_PRESETS, writeSynthetic } from "../lib/data/synthetic.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { main, parse } from "./_cli.ts";
+import { exists } from "../lib/fsutil.ts";
 
 const HELP = `deno task synth [flags]
 Writes <out>.safetensors, <out>.json and <out>.truth.json (per-pair oracle probabilities).
@@ -15,7 +16,8 @@ Writes <out>.safetensors, <out>.json and <out>.truth.json (per-pair oracle proba
   --seed N                generator seed (default 42)
   --hard_share X          share of hard users, half contrarian, half long-tail (default 0.2)
   --latent L              latent reward directions, >= 4 (default 4)
-  --out PREFIX            output prefix (default data/emb/synthetic/<preset>)`;
+  --out PREFIX            output prefix (default data/emb/synthetic/<preset>)
+  --overwrite             replace an existing store at the prefix (refused otherwise)`;
 
 await main(async () => {
   const v = parse(Deno.args, {
@@ -27,6 +29,7 @@ await main(async () => {
     hard_share: { type: "string" },
     latent: { type: "string" },
     out: { type: "string" },
+    overwrite: { type: "boolean" },
   });
   if (v.help) return console.log(HELP);
   const name = String(v.preset ?? "prism");
@@ -52,6 +55,10 @@ await main(async () => {
   if (opts.users < 2) throw new ConfigError("--users must be at least 2 (half are seen, half unseen)");
   if (opts.latent < 4 || opts.dim < opts.latent) throw new ConfigError("--latent must be >= 4 and <= --dim");
   const out = String(v.out ?? `data/emb/synthetic/${name}`);
+  // the default prefix of the prism preset is the demo's store (and compare's default): never replace a store silently
+  if (!v.overwrite && (await exists(`${out}.safetensors`) || await exists(`${out}.json`))) {
+    throw new ConfigError(`a store already exists at '${out}' (pass --out PREFIX for a new one, or --overwrite)`);
+  }
   const t0 = performance.now();
   const r = await writeSynthetic(out, opts);
   const kinds: Record<string, number> = {};

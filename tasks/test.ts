@@ -16,6 +16,8 @@ import { loadStore } from "../lib/store/store.ts";
 import { applyConfigFlags, configHelp, flagOptions, main, parse } from "./_cli.ts";
 
 const SPLIT_FLAGS = ["seed", "seen_train_limit", "unseen_train_limit"];
+/** The settings evaluation reads: adaptation and which users/pairs are scored (the rest only shape training). */
+const EVAL_FLAGS = ["inner_lr", "eval_inner_epochs", "val_holdout", ...SPLIT_FLAGS];
 
 await main(async () => {
   const v = parse(
@@ -29,7 +31,7 @@ await main(async () => {
       meta_json: { type: "string" },
       backend: { type: "string" },
       out: { type: "string" },
-    }),
+    }, EVAL_FLAGS),
   );
   const dataset = String(v.preset ?? "prism");
   if (v.help) {
@@ -39,7 +41,8 @@ settings saved in the run; overrides are applied with a warning.
   --data PREFIX   store (default: the run's)
   --backend cpu|wasm|webgpu
   --out FILE      write per-user results as CSV
-${configHelp(preset(dataset))}`);
+Evaluation settings (default: the run's; the values shown are the preset's):
+${configHelp(preset(dataset), EVAL_FLAGS)}`);
     return;
   }
   const run = typeof v.run === "string"

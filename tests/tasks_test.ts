@@ -37,7 +37,8 @@ Deno.test("train: bad flags are refused naming the flag", async () => {
     [["--hidden_layers", "2,x"], /--hidden_layers expects positive integers/],
     [["--val_ratio", "1.5"], /--val_ratio must be in \(0, 1\)/],
     [["--backend", "tpu"], /--backend must be cpu, wasm or webgpu/],
-    [["--nonsense", "1"], /Unknown option '--nonsense'/],
+    [["--nonsense", "1"], /unknown flag '--nonsense' \(see --help\)/],
+    [["--inner-lr", "1"], /unknown flag '--inner-lr'; did you mean --inner_lr\?/],
   ];
   for (const [args, re] of cases) {
     const r = await task("train.ts", ["--preset", "prism", ...args]);
@@ -82,12 +83,33 @@ Deno.test("train --help lists every release flag with its preset default", async
   assert.match(r.out, /--inner_lr\s+.*\(default 0\.005\)/);
 });
 
+Deno.test("demo and test: bad numbers and training-only flags are refused before anything is written", async () => {
+  await using t = await tempDir();
+  for (const [flag, value] of [["--epochs", "abc"], ["--users", "2.5"], ["--dim", "0"]]) {
+    const r = await task("demo.ts", [flag, value], t.dir);
+    assert.equal(r.code, 2);
+    assert.match(r.err, new RegExp(`${flag} expects an integer`));
+  }
+  assert.deepEqual([...Deno.readDirSync(t.dir)], [], "demo wrote files before refusing its flags");
+  const r = await task("test.ts", ["--meta_lr", "1"], t.dir);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /unknown flag '--meta_lr'/);
+  const help = await task("test.ts", ["--help"], t.dir);
+  assert.match(help.out, /--eval_inner_epochs/);
+  assert.doesNotMatch(help.out, /--meta_lr|--tasks_per_batch|--rpo_ratio/);
+});
+
 Deno.test("synth -> train (repeat 2) -> test -> splits, end to end through the CLI", async () => {
   await using t = await tempDir();
   const prefix = `${t.dir}/s`;
   let r = await task("synth.ts", ["--users", "30", "--dim", "8", "--out", prefix]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /30 users/);
+  // a second synth onto the same prefix is refused (the default prefix is the demo's store) unless --overwrite
+  const again = await task("synth.ts", ["--users", "30", "--dim", "8", "--out", prefix]);
+  assert.equal(again.code, 2);
+  assert.match(again.err, /a store already exists at .* --overwrite/);
+  assert.equal((await task("synth.ts", ["--users", "30", "--dim", "8", "--out", prefix, "--overwrite"])).code, 0);
   r = await task("train.ts", [
     "--preset",
     "synthetic",
