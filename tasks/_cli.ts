@@ -6,7 +6,7 @@ import { type BackendName, initBackend } from "../lib/backend.ts";
 import { detectSplitStyle } from "../lib/data/splits.ts";
 import type { SynthTruth } from "../lib/data/synthetic.ts";
 import { readTruth } from "../lib/eval/oracle.ts";
-import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
+import { requireStore, resolvePrefix } from "./_store_path.ts";
 import { type EmbeddingStore, loadStore } from "../lib/store/store.ts";
 
 type Kind = "number" | "int" | "bool" | "list" | "string";

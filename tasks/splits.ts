@@ -2,7 +2,7 @@
 import { detectSplitStyle, splitUsers } from "../lib/data/splits.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";
-import { resolvePrefix } from "../lib/run/store_path.ts";
+import { resolvePrefix } from "./_store_path.ts";
 import { readStoreMeta } from "../lib/store/store.ts";
 import { main, parse } from "./_cli.ts";
 

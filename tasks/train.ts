@@ -5,7 +5,7 @@ import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
 import { personalConfig, preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
 import { prepareTasks, type RunSummary, runTraining } from "../lib/run/run.ts";
-import { requireStore, resolvePrefix } from "../lib/run/store_path.ts";
+import { requireStore, resolvePrefix } from "./_store_path.ts";
 import { accuracyHeader, accuracyRow, meanStd, table } from "../lib/report/table.ts";
 import { loadStore } from "../lib/store/store.ts";
 import { writeFileAtomic } from "../lib/fsutil.ts";

@@ -16,7 +16,7 @@ import { writeFileAtomic } from "../fsutil.ts";
 import { projectAll } from "../model/project.ts";
 import { personalConfig, type TrainConfig } from "../presets.ts";
 import { accuracyBarSpec, fewShotSpec, userDistributionSpec, writeChart } from "../report/charts.ts";
-import { meanStd, table } from "../report/table.ts";
+import { meanStd, pct, table } from "../report/table.ts";
 import { loadCheckpoint } from "../run/checkpoint.ts";
 import { toCsv } from "../run/csv.ts";
 import type { RunLog } from "../run/log.ts";
@@ -219,10 +219,6 @@ export async function runCompare(
   }
   await writeOutputs(store, config, opts, runs, skipped);
   return { runs, skipped, fewshotUsers };
-}
-
-function pct(x: number): string {
-  return Number.isFinite(x) ? (100 * x).toFixed(1) : "-";
 }
 
 async function writeOutputs(

@@ -9,7 +9,7 @@ import { ConfigError } from "../errors.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import type { TrainConfig } from "../presets.ts";
 import { sweepSpec, writeChart } from "../report/charts.ts";
-import { table } from "../report/table.ts";
+import { pct, table } from "../report/table.ts";
 import { parseCsv, toCsv } from "../run/csv.ts";
 import type { RunLog } from "../run/log.ts";
 import { runTraining } from "../run/run.ts";
@@ -137,10 +137,6 @@ export async function runSweep(
   const chosen = rows.reduce((b, r) => (r.val > b.val ? r : b), rows[0]);
   await writeSweepOutputs(outDir, grid, rows, releaseRow, chosen, log, truth);
   return { rows, release: releaseRow, chosen };
-}
-
-function pct(x: number): string {
-  return Number.isFinite(x) ? (100 * x).toFixed(1) : "-";
 }
 
 async function writeSweepOutputs(

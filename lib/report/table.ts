@@ -59,3 +59,8 @@ export function accuracyHeader({ medians = false }: { medians?: boolean } = {}):
     "unseen worst10",
   ];
 }
+
+/** A fraction as a percentage with one decimal ("-" when not finite). */
+export function pct(x: number): string {
+  return Number.isFinite(x) ? (100 * x).toFixed(1) : "-";
+}

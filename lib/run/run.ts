@@ -16,6 +16,7 @@ import { initialState, makeTrainer, totalSteps, trainEpoch, type TrainState } fr
 import { loadCheckpoint, loadResumeState, saveCheckpoint, saveResumeState } from "./checkpoint.ts";
 import { parseCsv, toCsv } from "./csv.ts";
 import { formatDuration, RunLog } from "./log.ts";
+import { pct } from "../report/table.ts";
 
 /** metrics.csv columns; the first nine are fixed by docs/formats.md. */
 export const METRICS_HEADER = [
@@ -401,9 +402,4 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
   log.line(`run folder: ${outDir}`);
   log.close();
   return summary;
-}
-
-/** A fraction as a percentage with one decimal. */
-export function pct(x: number): string {
-  return Number.isFinite(x) ? (100 * x).toFixed(1) : "-";
 }

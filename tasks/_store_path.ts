@@ -1,6 +1,6 @@
 /** Resolving a store prefix from flags, with errors that say which command makes it. */
-import { ConfigError } from "../errors.ts";
-import { exists } from "../fsutil.ts";
+import { ConfigError } from "../lib/errors.ts";
+import { exists } from "../lib/fsutil.ts";
 
 /** The command that creates the default store of a dataset preset. */
 export function makerCommand(dataset: string): string {

@@ -1,6 +1,6 @@
 /** Finding runs and checkpoints in output/. */
-import { ConfigError } from "../errors.ts";
-import { exists } from "../fsutil.ts";
+import { ConfigError } from "../lib/errors.ts";
+import { exists } from "../lib/fsutil.ts";
 
 /** The newest run folder under `output/<dataset>` (by name, which starts with a timestamp). */
 export async function newestRun(root: string): Promise<string> {
