@@ -94,6 +94,27 @@ export function namedArrays(p: MrmParams): [string, Float32Array][] {
   return out;
 }
 
+/** Arrays shaped like a model's parameters (a gradient, for one): one per trainable array. */
+export interface ParamArrays {
+  /** per layer: weight [out*in] and, when the model has biases, bias [out] */
+  layers: { weight: Float64Array; bias?: Float64Array }[];
+  /** for `sharedWeight` */
+  sharedWeight: Float64Array;
+  /** for `priorLogPrecision` (mrm-p) */
+  priorLogPrecision?: Float64Array;
+}
+
+/** `g`'s arrays in namedArrays() order (the order the optimizer state uses). */
+export function orderedArrays(p: MrmParams, g: ParamArrays): Float64Array[] {
+  const out = [g.sharedWeight];
+  if (p.priorLogPrecision) out.push(g.priorLogPrecision ?? new Float64Array(p.priorLogPrecision.length));
+  p.layers.forEach((l, i) => {
+    out.push(g.layers[i].weight);
+    if (l.bias) out.push(g.layers[i].bias ?? new Float64Array(l.bias.length));
+  });
+  return out;
+}
+
 /** The state_dict as tensors for a safetensors checkpoint. */
 export function paramsToTensors(p: MrmParams): Record<string, TensorToWrite> {
   const t: Record<string, TensorToWrite> = {};

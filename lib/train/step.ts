@@ -6,7 +6,7 @@
 import { pairFeatures, type UserTask } from "../data/tasks.ts";
 import { headGrads, headMatrix } from "../model/head.ts";
 import { taskGrad } from "../model/kspace.ts";
-import { INPUT_SCALE, isPersonal, type MrmParams, namedArrays, numBases } from "../model/params.ts";
+import { INPUT_SCALE, isPersonal, type MrmParams, numBases, orderedArrays } from "../model/params.ts";
 import { personalGrad } from "../model/personal.ts";
 import { firstLayerTensor, RowBlock } from "../model/project.ts";
 import { rpo } from "./rpo.ts";
@@ -158,14 +158,12 @@ export async function metaStep(
     });
     const gW1 = await block.weightGrad(rowCoef, h1);
     const gHead = headGrads(params, gB);
-    const grads: Float64Array[] = [];
-    for (const [name, arr] of namedArrays(params)) {
-      if (name === "shared_weight") grads.push(gTheta);
-      else if (name === "prior_log_precision") grads.push(gRho);
-      else if (name === "layers.0.weight") grads.push(gW1);
-      else if (name.endsWith(".weight")) grads.push(gHead[Number(name.split(".")[1]) - 1]);
-      else grads.push(new Float64Array(arr.length)); // biases cancel in chosen - rejected
-    }
+    // biases cancel in chosen - rejected: their gradients stay zero (orderedArrays fills them)
+    const grads = orderedArrays(params, {
+      sharedWeight: gTheta,
+      priorLogPrecision: isPersonal(params) ? gRho : undefined,
+      layers: [gW1, ...gHead].map((weight) => ({ weight })),
+    });
     return { objective, losses, grads };
   } finally {
     w1.dispose();
