@@ -68,17 +68,91 @@ export function btLoss(theta: ArrayLike<number>, z: Float64Array, n: number): nu
   return l / n;
 }
 
-/** Gradient of the BT loss w.r.t. theta, into g. */
-function btGrad(w: Float64Array, z: Float64Array, n: number, g: Float64Array, u: Float64Array): void {
+/**
+ * Forward of the BT gradient at weights w = softmax(theta): u = dL/dw = sum_p s_p z_p with
+ * s_p = -sigmoid(-m_p)/n, m_p = w . z_p. With `keep`, also each pair's s_p and the
+ * curvature h_p = sigmoid(-m_p)(1 - sigmoid(-m_p)), which the backward pass needs.
+ */
+function btForward(
+  w: Float64Array,
+  z: Float64Array,
+  n: number,
+  u: Float64Array,
+  keep?: { s: Float64Array; h: Float64Array },
+): void {
   const K = w.length;
   u.fill(0);
   for (let p = 0; p < n; p++) {
     let m = 0;
     for (let k = 0; k < K; k++) m += w[k] * z[p * K + k];
-    const s = -sigmoid(-m) / n;
+    const sp = sigmoid(-m), s = -sp / n;
+    if (keep) {
+      keep.s[p] = s;
+      keep.h[p] = sp * (1 - sp);
+    }
     for (let k = 0; k < K; k++) u[k] += s * z[p * K + k];
   }
+}
+
+/** Gradient of the BT loss w.r.t. theta, g = J(w) u, into g. */
+function btGrad(w: Float64Array, z: Float64Array, n: number, g: Float64Array, u: Float64Array): void {
+  btForward(w, z, n, u);
   jvp(w, u, g);
+}
+
+/**
+ * Backward of g = J(w) u(w, Z) (btGrad): given gBar = dL/dg, adds dL/dZ into dZ and
+ * returns dL/dtheta through w.
+ */
+function btGradBackward(
+  w: Float64Array,
+  z: Float64Array,
+  n: number,
+  fwd: { u: Float64Array; s: Float64Array; h: Float64Array },
+  gBar: Float64Array,
+  dZ: Float64Array,
+): Float64Array {
+  const K = w.length, u = fwd.u;
+  const uBar = jvp(w, gBar, new Float64Array(K));
+  let wu = 0, wg = 0;
+  for (let k = 0; k < K; k++) {
+    wu += w[k] * u[k];
+    wg += w[k] * gBar[k];
+  }
+  // through J(w): the terms of d(J u)/dw, then through u(w): each pair's margin
+  const a = new Float64Array(K);
+  for (let k = 0; k < K; k++) a[k] = gBar[k] * u[k] - gBar[k] * wu - u[k] * wg;
+  for (let p = 0; p < n; p++) {
+    let uz = 0;
+    for (let k = 0; k < K; k++) uz += uBar[k] * z[p * K + k];
+    const mBar = (uz / n) * fwd.h[p];
+    for (let k = 0; k < K; k++) {
+      a[k] += mBar * z[p * K + k];
+      dZ[p * K + k] += fwd.s[p] * uBar[k] + mBar * w[k];
+    }
+  }
+  return jvp(w, a, new Float64Array(K));
+}
+
+/** The BT loss of Z (n x K) under weights w, with dL/dw and dL/dZ. */
+function btLossBackward(
+  w: Float64Array,
+  z: Float64Array,
+  n: number,
+): { loss: number; wBar: Float64Array; dZ: Float64Array } {
+  const K = w.length, wBar = new Float64Array(K), dZ = new Float64Array(n * K);
+  let loss = 0;
+  for (let p = 0; p < n; p++) {
+    let m = 0;
+    for (let k = 0; k < K; k++) m += w[k] * z[p * K + k];
+    loss += softplus(-m);
+    const dm = -sigmoid(-m) / n;
+    for (let k = 0; k < K; k++) {
+      wBar[k] += dm * z[p * K + k];
+      dZ[p * K + k] = dm * w[k];
+    }
+  }
+  return { loss: loss / n, wBar, dZ };
 }
 
 /** One Adam step (PyTorch's formula) on theta, in place; t is 1-based. */
@@ -98,6 +172,34 @@ function adamStep(
     m[k] = b1 * m[k] + (1 - b1) * g[k];
     v[k] = b2 * v[k] + (1 - b2) * g[k] * g[k];
     theta[k] -= lr * (m[k] / bc1) / (Math.sqrt(v[k] / bc2) + eps);
+  }
+}
+
+/**
+ * Backward of adamStep (step t, which read gradient g and wrote moments m, v): takes
+ * thBar = dL/dtheta_t, accumulates the moments' adjoints in mBar, vBar (carried to step
+ * t-1) and writes dL/dg into gBar.
+ */
+function adamBackward(
+  thBar: Float64Array,
+  g: Float64Array,
+  m: Float64Array,
+  v: Float64Array,
+  t: number,
+  opts: { lr: number; b1: number; b2: number; eps: number },
+  mBar: Float64Array,
+  vBar: Float64Array,
+  gBar: Float64Array,
+): void {
+  const { lr, b1, b2, eps } = opts;
+  const bc1 = 1 - b1 ** t, bc2 = 1 - b2 ** t;
+  for (let k = 0; k < thBar.length; k++) {
+    const mh = m[k] / bc1, vh = v[k] / bc2, sq = Math.sqrt(vh), D = sq + eps;
+    mBar[k] += (-lr / D) * thBar[k] / bc1;
+    if (sq > 0) vBar[k] += (lr * mh / (D * D) / (2 * sq)) * thBar[k] / bc2;
+    gBar[k] = (1 - b1) * mBar[k] + (1 - b2) * 2 * g[k] * vBar[k];
+    mBar[k] *= b1;
+    vBar[k] *= b2;
   }
 }
 
@@ -147,14 +249,13 @@ export function taskGrad(
 ): TaskGrad {
   const { lr, steps, beta1: b1 = 0.9, beta2: b2 = 0.999, eps = 1e-8, firstOrder = false } = opts;
   const K = theta.length;
-  // Forward, keeping every step's theta, gradient and moments.
+  // forward: every step's theta, gradient and moments (adaptTheta's loop, kept)
   const thetas: Float64Array[] = [Float64Array.from(theta)];
   const grads: Float64Array[] = [], ms: Float64Array[] = [], vs: Float64Array[] = [];
   let m = new Float64Array(K), v = new Float64Array(K);
   const u = new Float64Array(K), w = new Float64Array(K);
   for (let t = 1; t <= steps; t++) {
-    const th = thetas[t - 1].slice();
-    const g = new Float64Array(K);
+    const th = thetas[t - 1].slice(), g = new Float64Array(K);
     softmax(th, w);
     btGrad(w, zs, ns, g, u);
     m = m.slice();
@@ -165,73 +266,23 @@ export function taskGrad(
     ms.push(m);
     vs.push(v);
   }
-  // Query loss and its adjoints.
+  // the query loss at the adapted theta, and its adjoints
   const wT = softmax(thetas[steps]);
-  const dZq = new Float64Array(nq * K);
-  const wBar = new Float64Array(K);
-  let loss = 0;
-  for (let p = 0; p < nq; p++) {
-    let mp = 0;
-    for (let k = 0; k < K; k++) mp += wT[k] * zq[p * K + k];
-    loss += softplus(-mp);
-    const dm = -sigmoid(-mp) / nq;
-    for (let k = 0; k < K; k++) {
-      wBar[k] += dm * zq[p * K + k];
-      dZq[p * K + k] = dm * wT[k];
-    }
-  }
-  loss /= nq;
+  const { loss, wBar, dZ: dZq } = btLossBackward(wT, zq, nq);
   let thBar = jvp(wT, wBar, new Float64Array(K));
   const dZs = new Float64Array(ns * K);
   if (firstOrder || steps === 0) return { loss, dTheta: thBar, dZs, dZq };
 
-  // Reverse through the Adam steps.
-  const mBar = new Float64Array(K), vBar = new Float64Array(K);
-  const gBar = new Float64Array(K), uBar = new Float64Array(K), a = new Float64Array(K);
+  // reverse through the Adam steps: each step's update, then the gradient it read
+  const mBar = new Float64Array(K), vBar = new Float64Array(K), gBar = new Float64Array(K);
+  const fwd = { u, s: new Float64Array(ns), h: new Float64Array(ns) };
   for (let t = steps; t >= 1; t--) {
-    const bc1 = 1 - b1 ** t, bc2 = 1 - b2 ** t;
-    const g = grads[t - 1], mt = ms[t - 1], vt = vs[t - 1];
-    for (let k = 0; k < K; k++) {
-      const mh = mt[k] / bc1, vh = vt[k] / bc2, sq = Math.sqrt(vh), D = sq + eps;
-      mBar[k] += (-lr / D) * thBar[k] / bc1;
-      if (sq > 0) vBar[k] += (lr * mh / (D * D) / (2 * sq)) * thBar[k] / bc2;
-      gBar[k] = (1 - b1) * mBar[k] + (1 - b2) * 2 * g[k] * vBar[k];
-      mBar[k] *= b1;
-      vBar[k] *= b2;
-    }
-    // theta_{t-1} gets thBar (identity path) plus the VJP of g = J(w) u(w, zs).
-    const th = thetas[t - 1];
-    softmax(th, w);
-    // recompute u and per-pair quantities
-    u.fill(0);
-    const sArr = new Float64Array(ns), hArr = new Float64Array(ns);
-    for (let p = 0; p < ns; p++) {
-      let mp = 0;
-      for (let k = 0; k < K; k++) mp += w[k] * zs[p * K + k];
-      const sp = sigmoid(-mp);
-      sArr[p] = -sp / ns;
-      hArr[p] = sp * (1 - sp);
-      for (let k = 0; k < K; k++) u[k] += sArr[p] * zs[p * K + k];
-    }
-    jvp(w, gBar, uBar);
-    let wu = 0, wg = 0;
-    for (let k = 0; k < K; k++) {
-      wu += w[k] * u[k];
-      wg += w[k] * gBar[k];
-    }
-    for (let k = 0; k < K; k++) a[k] = gBar[k] * u[k] - gBar[k] * wu - u[k] * wg;
-    for (let p = 0; p < ns; p++) {
-      let uz = 0;
-      for (let k = 0; k < K; k++) uz += uBar[k] * zs[p * K + k];
-      const mBarP = (uz / ns) * hArr[p];
-      for (let k = 0; k < K; k++) {
-        a[k] += mBarP * zs[p * K + k];
-        dZs[p * K + k] += sArr[p] * uBar[k] + mBarP * w[k];
-      }
-    }
-    const add = jvp(w, a, new Float64Array(K));
+    adamBackward(thBar, grads[t - 1], ms[t - 1], vs[t - 1], t, { lr, b1, b2, eps }, mBar, vBar, gBar);
+    softmax(thetas[t - 1], w);
+    btForward(w, zs, ns, u, fwd);
+    const viaGrad = btGradBackward(w, zs, ns, fwd, gBar, dZs);
     const next = new Float64Array(K);
-    for (let k = 0; k < K; k++) next[k] = thBar[k] + add[k];
+    for (let k = 0; k < K; k++) next[k] = thBar[k] + viaGrad[k];
     thBar = next;
   }
   return { loss, dTheta: thBar, dZs, dZq };
