@@ -13,7 +13,7 @@ import { adaptTheta, sigmoid, softmax } from "../model/kspace.ts";
 import { INPUT_SCALE, type Layer } from "../model/params.ts";
 import { firstLayerTensor, projectAll, RowBlock } from "../model/project.ts";
 import { adamInit, adamUpdate } from "../train/adam.ts";
-import { gatherRows, taskRows } from "../train/step.ts";
+import { gatherBatch, stepScratch, taskRows } from "../train/step.ts";
 
 /** A trained linear reward: basis V and, for LoRe, each seen user's logits. */
 export interface LinearModel {
@@ -57,23 +57,13 @@ export async function trainLinear(
   const thetas = new Map(seen.map((t) => [t.id, new Float64Array(k)]));
   const thetaAdam = new Map(seen.map((t) => [t.id, adamInit([k])]));
   const rows = seen.map(taskRows);
-  const maxRows = rows.map((r) => r.rows.length).sort((a, b) => b - a).slice(0, usersPerStep).reduce(
-    (a, b) => a + b,
-    0,
-  );
-  const scratch = new Float32Array(Math.max(1, maxRows) * dim);
+  const scratch = stepScratch(rows, usersPerStep, dim);
   const vAdam = adamInit([k * dim]);
   for (let e = 0; e < epochs; e++) {
     const order = rng.shuffle([...seen.keys()]);
     for (let i = 0; i < order.length; i += usersPerStep) {
       const batch = order.slice(i, i + usersPerStep);
-      let n = 0;
-      const offsets = batch.map((u) => {
-        const o = n;
-        gatherRows(embeddings, dim, rows[u].rows, scratch, o);
-        n += rows[u].rows.length;
-        return o;
-      });
+      const { offsets, nRows: n } = gatherBatch(embeddings, dim, batch.map((u) => rows[u]), scratch);
       const block = new RowBlock(scratch.subarray(0, n * dim), n, dim);
       const w1 = firstLayerTensor(basis);
       const y = await block.project(w1);

@@ -6,7 +6,7 @@ import { type MrmParams, namedArrays } from "../model/params.ts";
 import type { TrainConfig } from "../presets.ts";
 import { adamInit, type AdamState, adamUpdate, clipGlobalNorm } from "./adam.ts";
 import { lrFactor, warmupSteps } from "./schedule.ts";
-import { metaStep, type StepTask, type TaskRows, taskRows } from "./step.ts";
+import { metaStep, stepScratch, type StepTask, type TaskRows, taskRows } from "./step.ts";
 
 /** Everything needed to continue training exactly where it stopped. */
 export interface TrainState {
@@ -56,9 +56,7 @@ export interface Trainer {
 /** Prepares the seen users for training (row lists, scratch sized for the largest step). */
 export function makeTrainer(seen: UserTask[], dim: number, tasksPerBatch: number): Trainer {
   const rows = seen.map(taskRows);
-  const sizes = rows.map((r) => r.rows.length).sort((a, b) => b - a);
-  const maxRows = sizes.slice(0, tasksPerBatch).reduce((a, b) => a + b, 0);
-  return { seen, rows, scratch: new Float32Array(Math.max(1, maxRows) * dim) };
+  return { seen, rows, scratch: stepScratch(rows, tasksPerBatch, dim) };
 }
 
 /** Runs the next epoch in place on `state`. `onStep` sees progress (users done). */

@@ -73,6 +73,33 @@ export function gatherRows(src: Float32Array, dim: number, rows: ArrayLike<numbe
   }
 }
 
+/** A scratch block big enough for any `perStep` of these users' rows together (H wide). */
+export function stepScratch(rows: TaskRows[], perStep: number, dim: number): Float32Array {
+  const sizes = rows.map((r) => r.rows.length).sort((a, b) => b - a);
+  const maxRows = sizes.slice(0, perStep).reduce((a, b) => a + b, 0);
+  return new Float32Array(Math.max(1, maxRows) * dim);
+}
+
+/**
+ * Gathers several users' rows one after another into `scratch`; returns where each
+ * user's rows start and how many rows there are in all.
+ */
+export function gatherBatch(
+  embeddings: Float32Array,
+  dim: number,
+  rows: TaskRows[],
+  scratch: Float32Array,
+): { offsets: number[]; nRows: number } {
+  const offsets: number[] = [];
+  let nRows = 0;
+  for (const r of rows) {
+    offsets.push(nRows);
+    gatherRows(embeddings, dim, r.rows, scratch, nRows);
+    nRows += r.rows.length;
+  }
+  return { offsets, nRows };
+}
+
 /**
  * Computes the meta-gradient of one outer step. `scratch` must hold the
  * batch's rows (sum of rows x H floats); it is reused across steps.
@@ -85,13 +112,7 @@ export async function metaStep(
   scratch: Float32Array,
 ): Promise<StepResult> {
   const H = params.dim, h1 = params.layers[0].out, K = numBases(params);
-  const offsets: number[] = [];
-  let nRows = 0;
-  for (const t of batch) {
-    offsets.push(nRows);
-    gatherRows(embeddings, H, t.rows.rows, scratch, nRows);
-    nRows += t.rows.rows.length;
-  }
+  const { offsets, nRows } = gatherBatch(embeddings, H, batch.map((t) => t.rows), scratch);
   const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H);
   const w1 = firstLayerTensor(params.layers[0]);
   try {
