@@ -184,63 +184,9 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
   const { outDir } = opts;
   await log.attach(`${outDir}/train.log`);
   const resumePath = `${outDir}/resume.safetensors`;
-  let state: TrainState;
-  let tasks: { seen: UserTask[]; unseen: UserTask[] } | undefined;
-  let rows: Record<string, number>[] = [];
-  if (opts.resume) {
-    if (!(await exists(resumePath))) {
-      throw new ConfigError(
-        `--resume ${outDir}: no resume.safetensors there (the run saved none yet, or this is not a run folder)`,
-      );
-    }
-    const r = await loadResumeState(resumePath);
-    state = r.state;
-    config = r.config;
-    if (state.params.dim !== store.dim) {
-      throw new ConfigError(
-        `--resume ${outDir}: the run's weights expect H=${state.params.dim} but the store ${store.prefix} has H=${store.dim}`,
-      );
-    }
-    if (await exists(`${outDir}/metrics.csv`)) {
-      const [head, ...body] = parseCsv(await Deno.readTextFile(`${outDir}/metrics.csv`));
-      rows = body.map((cells) =>
-        Object.fromEntries(head.map((h, i) => [h, cells[i] === "" || cells[i] === undefined ? NaN : Number(cells[i])]))
-      )
-        .filter((row) => row.epoch <= state.epoch);
-    }
-    log.line(`resuming ${outDir} after epoch ${state.epoch} (step ${state.step})`);
-  } else {
-    let params: MrmParams;
-    if (opts.init) {
-      params = (await loadCheckpoint(opts.init, { dim: store.dim })).params;
-      const k = params.layers.map((l) => l.out).join(",");
-      if (k !== config.hiddenSizes.join(",") || Boolean(params.layers[0].bias) !== config.useBias) {
-        log.line(`--init ${opts.init}: using its architecture (hidden ${k}, bias ${Boolean(params.layers[0].bias)})`);
-        config = { ...config, hiddenSizes: params.layers.map((l) => l.out), useBias: Boolean(params.layers[0].bias) };
-      }
-    } else if (config.method === "mrm-p") {
-      tasks = prepareTasks(store, config);
-      params = await initPersonal(store.embeddings, store.dim, tasks.seen, {
-        k: config.hiddenSizes[0],
-        ridge: config.ridge ?? 1,
-        seed: config.seed,
-      });
-    } else {
-      params = initParams(store.dim, { hiddenSizes: config.hiddenSizes, useBias: config.useBias, seed: config.seed });
-    }
-    if (config.method === "mrm-p" && !isPersonal(params)) {
-      throw new ConfigError(`--init ${opts.init}: a release MRM checkpoint cannot start an mrm-p run (no prior)`);
-    }
-    if (config.method !== "mrm-p" && isPersonal(params)) {
-      config = { ...config, method: "mrm-p", ridge: config.ridge ?? 1 };
-      log.line(`--init ${opts.init}: an mrm-p checkpoint; training continues as mrm-p`);
-    }
-    state = initialState(params);
-    await writeFileAtomic(
-      `${outDir}/config.json`,
-      JSON.stringify({ ...config, init: opts.init ?? null, dim: store.dim }, null, 2) + "\n",
-    );
-  }
+  const start = await startRun(store, config, opts, log);
+  const { state, rows, tasks } = start;
+  config = start.config;
   // the split depends only on the split settings, which neither --init nor mrm-p's start changes
   const { seen, unseen } = tasks ?? prepareTasks(store, config);
   const all = [...seen, ...unseen];
@@ -345,6 +291,98 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
   if (state.epoch < config.epochs) {
     log.line(`stopped after epoch ${state.epoch}; continue with --resume ${outDir}`);
   }
+  return await finishRun(outDir, config, rows, lastUsers, { seen: seen.length, unseen: unseen.length }, elapsed(), log);
+}
+
+/**
+ * Where a run starts: the resume state (with the metrics rows written so far), or fresh
+ * parameters (from --init, mrm-p's data-driven start, or a random init) and config.json.
+ */
+async function startRun(
+  store: EmbeddingStore,
+  config: TrainConfig,
+  opts: RunOptions,
+  log: RunLog,
+): Promise<{
+  state: TrainState;
+  config: TrainConfig;
+  rows: Record<string, number>[];
+  tasks?: { seen: UserTask[]; unseen: UserTask[] };
+}> {
+  const { outDir } = opts;
+  const resumePath = `${outDir}/resume.safetensors`;
+  let state: TrainState;
+  let tasks: { seen: UserTask[]; unseen: UserTask[] } | undefined;
+  let rows: Record<string, number>[] = [];
+  if (opts.resume) {
+    if (!(await exists(resumePath))) {
+      throw new ConfigError(
+        `--resume ${outDir}: no resume.safetensors there (the run saved none yet, or this is not a run folder)`,
+      );
+    }
+    const r = await loadResumeState(resumePath);
+    state = r.state;
+    config = r.config;
+    if (state.params.dim !== store.dim) {
+      throw new ConfigError(
+        `--resume ${outDir}: the run's weights expect H=${state.params.dim} but the store ${store.prefix} has H=${store.dim}`,
+      );
+    }
+    if (await exists(`${outDir}/metrics.csv`)) {
+      const [head, ...body] = parseCsv(await Deno.readTextFile(`${outDir}/metrics.csv`));
+      rows = body.map((cells) =>
+        Object.fromEntries(head.map((h, i) => [h, cells[i] === "" || cells[i] === undefined ? NaN : Number(cells[i])]))
+      )
+        .filter((row) => row.epoch <= state.epoch);
+    }
+    log.line(`resuming ${outDir} after epoch ${state.epoch} (step ${state.step})`);
+  } else {
+    let params: MrmParams;
+    if (opts.init) {
+      params = (await loadCheckpoint(opts.init, { dim: store.dim })).params;
+      const k = params.layers.map((l) => l.out).join(",");
+      if (k !== config.hiddenSizes.join(",") || Boolean(params.layers[0].bias) !== config.useBias) {
+        log.line(`--init ${opts.init}: using its architecture (hidden ${k}, bias ${Boolean(params.layers[0].bias)})`);
+        config = { ...config, hiddenSizes: params.layers.map((l) => l.out), useBias: Boolean(params.layers[0].bias) };
+      }
+    } else if (config.method === "mrm-p") {
+      tasks = prepareTasks(store, config);
+      params = await initPersonal(store.embeddings, store.dim, tasks.seen, {
+        k: config.hiddenSizes[0],
+        ridge: config.ridge ?? 1,
+        seed: config.seed,
+      });
+    } else {
+      params = initParams(store.dim, { hiddenSizes: config.hiddenSizes, useBias: config.useBias, seed: config.seed });
+    }
+    if (config.method === "mrm-p" && !isPersonal(params)) {
+      throw new ConfigError(`--init ${opts.init}: a release MRM checkpoint cannot start an mrm-p run (no prior)`);
+    }
+    if (config.method !== "mrm-p" && isPersonal(params)) {
+      config = { ...config, method: "mrm-p", ridge: config.ridge ?? 1 };
+      log.line(`--init ${opts.init}: an mrm-p checkpoint; training continues as mrm-p`);
+    }
+    state = initialState(params);
+    await writeFileAtomic(
+      `${outDir}/config.json`,
+      JSON.stringify({ ...config, init: opts.init ?? null, dim: store.dim }, null, 2) + "\n",
+    );
+  }
+  return { state, config, rows, tasks };
+}
+
+/** The run's closing outputs: summary.json, users.csv, the charts and the closing log lines. */
+async function finishRun(
+  outDir: string,
+  config: TrainConfig,
+  rows: Record<string, number>[],
+  lastUsers: UserResult[] | undefined,
+  users: { seen: number; unseen: number },
+  seconds: number,
+  log: RunLog,
+): Promise<RunSummary> {
+  const best = () =>
+    rows.reduce<Record<string, number> | undefined>((b, r) => (!b || r.overall_acc > b.overall_acc ? r : b), undefined);
   const b = best(), l = rows[rows.length - 1];
   if (!b || !l) throw new ConfigError("no evaluation was run (increase --epochs or lower --log_freq)");
   const summary: RunSummary = {
@@ -353,8 +391,8 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
       selection: "best overall test accuracy over evaluated epochs (the release's protocol: selected on the test set)",
     },
     last: { ...rowToReport(l), selection: "last evaluated epoch (no selection on test)" },
-    users: { seen: seen.length, unseen: unseen.length },
-    seconds: elapsed(),
+    users,
+    seconds,
     outDir,
   };
   await writeFileAtomic(`${outDir}/summary.json`, JSON.stringify(summary, null, 2) + "\n");
