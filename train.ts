@@ -40,4 +40,4 @@ export type { EpochReport, RunOptions } from "./lib/run/run.ts";
 export type { EmbeddingStore } from "./lib/store/store.ts";
 export type { SplitOptions, Splits, SplitStyle, UserSplit } from "./lib/data/splits.ts";
 export type { PairEntry, StoreMeta } from "./lib/store/store.ts";
-export type { RunLog } from "./lib/run/log.ts";
+export { RunLog } from "./lib/run/log.ts";

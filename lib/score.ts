@@ -106,6 +106,17 @@ export class RewardModel {
  * Deno API: this runs in browsers and Node. `name` labels error messages. The adaptation
  * settings come from the checkpoint's saved config (`innerLr`, `evalInnerEpochs`), else
  * the release's.
+ * @example Bytes in (fetched, read from a file input, or bundled)
+ * ```ts
+ * import { parseCheckpoint } from "@mrm/mrm";
+ * import assert from "node:assert/strict";
+ *
+ * const bytes = await Deno.readFile("examples/model.safetensors");
+ * const model = parseCheckpoint(bytes, "model.safetensors");
+ * assert.equal(model.method, "mrm-p");
+ * assert.deepEqual(model.adaptation, { innerLr: 0.05, innerSteps: 5 });
+ * assert.throws(() => parseCheckpoint(bytes.subarray(0, 4), "cut.safetensors"), /cut.safetensors: too short/);
+ * ```
  */
 export function parseCheckpoint(bytes: Uint8Array, name = "checkpoint bytes"): RewardModel {
   if (!(bytes instanceof Uint8Array)) throw new ConfigError(`${name}: expected the checkpoint's bytes (Uint8Array)`);
