@@ -29,6 +29,60 @@ type Ref = { hidden: number[]; score: number };
 
 const errors = hiddenErrors;
 
+// deno-lint-ignore no-explicit-any
+type Gpu = any;
+
+/** A device on the first adapter, with the adapter's workgroup-memory limit. */
+async function device(): Promise<Gpu> {
+  // deno-lint-ignore no-explicit-any
+  const adapter: any = await (navigator as any).gpu.requestAdapter();
+  return await adapter.requestDevice({
+    requiredLimits: { maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize },
+  });
+}
+
+/** A GPU buffer holding `data` (storage, copy in and out, unless `usage` says otherwise). */
+function upload(gpu: Gpu, data: ArrayBufferView, usage = 0x80 | 0x8 | 0x4): Gpu {
+  const b = gpu.createBuffer({ size: Math.max(16, data.byteLength), usage });
+  gpu.queue.writeBuffer(b, 0, data);
+  return b;
+}
+
+/** Runs one compute shader with `buffers` bound in order; returns the first `bytes` of `out` as floats. */
+async function runKernel(
+  gpu: Gpu,
+  code: string,
+  buffers: Gpu[],
+  grid: [number, number?, number?],
+  out: Gpu,
+  bytes: number,
+): Promise<Float32Array> {
+  const pipeline = gpu.createComputePipeline({
+    layout: "auto",
+    compute: { module: gpu.createShaderModule({ code }), entryPoint: "main" },
+  });
+  const read = gpu.createBuffer({ size: bytes, usage: 0x1 | 0x8 });
+  const enc = gpu.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(
+    0,
+    gpu.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    }),
+  );
+  pass.dispatchWorkgroups(...grid);
+  pass.end();
+  enc.copyBufferToBuffer(out, 0, read, 0, bytes);
+  gpu.queue.submit([enc.finish()]);
+  await read.mapAsync(1);
+  const result = new Float32Array(read.getMappedRange().slice(0));
+  read.unmap();
+  read.destroy();
+  return result;
+}
+
 for (const model of ["tiny-llama", "tiny-qwen3"]) {
   Deno.test(`WGSL engine, ${model} (bf16 in GPU buffers): padded batch and batch 1 match transformers`, async () => {
     const engine = await WebGpuEngine.load(`${FIX}${model}`, { tile: GEMM_TILE });
@@ -51,8 +105,7 @@ for (const model of ["tiny-llama", "tiny-qwen3"]) {
 }
 
 Deno.test("weight loaders widen bf16, f16 and f32 exactly (as the GEMM, norm and rope kernels load them)", async () => {
-  // deno-lint-ignore no-explicit-any
-  const gpu: any = await (await (navigator as any).gpu.requestAdapter()).requestDevice();
+  const gpu = await device();
   const values = Float32Array.from({ length: 64 }, (_, i) => (i - 31.5) * 0.37 * (i % 3 ? 1 : 1e-3));
   const bf16 = Uint16Array.from(new Uint32Array(values.buffer), (u) => u >>> 16);
   const f16 = new Uint16Array(64);
@@ -77,31 +130,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   let v = W_4(lid.x * 4u);
   for (var j = 0u; j < 4u; j = j + 1u) { O[lid.x * 4u + j] = v[j]; O[64u + lid.x * 4u + j] = W_1(lid.x * 4u + j); }
 }`;
-    const pipeline = gpu.createComputePipeline({
-      layout: "auto",
-      compute: { module: gpu.createShaderModule({ code }), entryPoint: "main" },
-    });
-    const W = gpu.createBuffer({ size: raw[dtype].byteLength, usage: 0x80 | 0x8 });
-    gpu.queue.writeBuffer(W, 0, raw[dtype]);
     const O = gpu.createBuffer({ size: 128 * 4, usage: 0x80 | 0x4 });
-    const R = gpu.createBuffer({ size: 128 * 4, usage: 0x1 | 0x8 });
-    const enc = gpu.createCommandEncoder();
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(
-      0,
-      gpu.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: [W, O].map((buffer, binding) => ({ binding, resource: { buffer } })),
-      }),
-    );
-    pass.dispatchWorkgroups(1);
-    pass.end();
-    enc.copyBufferToBuffer(O, 0, R, 0, 512);
-    gpu.queue.submit([enc.finish()]);
-    await R.mapAsync(1);
-    const out = new Float32Array(R.getMappedRange().slice(0));
-    R.unmap();
+    const out = await runKernel(gpu, code, [upload(gpu, raw[dtype]), O], [1], O, 512);
     assert.deepEqual(out.slice(0, 64), want[dtype], `${dtype} four at a time`);
     assert.deepEqual(out.slice(64), want[dtype], `${dtype} one at a time`);
   }
@@ -109,11 +139,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
 });
 
 Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a float64 product, ragged M and N", async () => {
-  // deno-lint-ignore no-explicit-any
-  const adapter: any = await (navigator as any).gpu.requestAdapter();
-  const gpu = await adapter.requestDevice({
-    requiredLimits: { maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize },
-  });
+  const gpu = await device();
   const M = 135, N = 196, K = 48;
   const x = Float32Array.from(randomArray(M * K, 1));
   // weights exactly representable in bf16 and f16, so every format holds the same values
@@ -128,11 +154,7 @@ Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a flo
     for (let k = 0; k < K; k++) a += x[m * K + k] * w[off + n * K + k];
     return a;
   };
-  const buf = (data: ArrayBufferView, usage = 0x80 | 0x8 | 0x4) => {
-    const b = gpu.createBuffer({ size: data.byteLength, usage });
-    gpu.queue.writeBuffer(b, 0, data);
-    return b;
-  };
+  const buf = (data: ArrayBufferView, usage?: number) => upload(gpu, data, usage);
   const tiles = [...new Set([...GEMM_TILES, ...SWIGLU_TILES])];
   for (const dtype of ["BF16", "F16", "F32"] as WeightDtype[]) {
     const half = raw[dtype].length / 2, size = raw[dtype].BYTES_PER_ELEMENT;
@@ -142,32 +164,9 @@ Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a flo
       for (const kind of ["plain", "accumulate", "swiglu"] as const) {
         if (kind === "swiglu" && !SWIGLU_TILES.includes(t)) continue;
         const code = gemmShader(dtype, kind === "swiglu" ? "swiglu" : "plain", t);
-        const pipeline = gpu.createComputePipeline({
-          layout: "auto",
-          compute: { module: gpu.createShaderModule({ code }), entryPoint: "main" },
-        });
-        const Y = buf(y0), R = gpu.createBuffer({ size: y0.byteLength, usage: 0x1 | 0x8 });
-        const uni = buf(new Uint32Array([M, N, K, kind === "accumulate" ? 1 : 0]), 0x40 | 0x8);
-        const enc = gpu.createCommandEncoder();
-        const pass = enc.beginComputePass();
-        pass.setPipeline(pipeline);
-        pass.setBindGroup(
-          0,
-          gpu.createBindGroup({
-            layout: pipeline.getBindGroupLayout(0),
-            entries: [uni, buf(x), W, Y, ...(kind === "swiglu" ? [U] : [])].map((buffer, binding) => ({
-              binding,
-              resource: { buffer },
-            })),
-          }),
-        );
-        pass.dispatchWorkgroups(Math.ceil(N / t.bn), Math.ceil(M / t.bm));
-        pass.end();
-        enc.copyBufferToBuffer(Y, 0, R, 0, y0.byteLength);
-        gpu.queue.submit([enc.finish()]);
-        await R.mapAsync(1);
-        const out = new Float32Array(R.getMappedRange().slice(0));
-        R.unmap();
+        const Y = buf(y0), uni = buf(new Uint32Array([M, N, K, kind === "accumulate" ? 1 : 0]), 0x40 | 0x8);
+        const bound = [uni, buf(x), W, Y, ...(kind === "swiglu" ? [U] : [])];
+        const out = await runKernel(gpu, code, bound, [Math.ceil(N / t.bn), Math.ceil(M / t.bm)], Y, y0.byteLength);
         let err = 0;
         for (let m = 0; m < M; m++) {
           for (let n = 0; n < N; n++) {
@@ -188,10 +187,8 @@ Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a flo
 // head sizes 16 and 32 (one output vec4 per thread); 64 and 128 are checked against transformers on the GPU
 // machine (bench/hf_gpu_check.sh): the software adapter takes minutes to compile those variants
 Deno.test("attention kernel, head sizes 16 and 32: causal GQA over padded sequences matches float64", async () => {
-  // deno-lint-ignore no-explicit-any
-  const adapter: any = await (navigator as any).gpu.requestAdapter();
-  const limit = adapter.limits.maxComputeWorkgroupStorageSize;
-  const gpu = await adapter.requestDevice({ requiredLimits: { maxComputeWorkgroupStorageSize: limit } });
+  const gpu = await device();
+  const limit = gpu.limits.maxComputeWorkgroupStorageSize;
   const T = 75, H = 4, KV = 2, lens = [75, 33];
   const B = lens.length;
   for (const hd of [16, 32]) {
@@ -199,38 +196,14 @@ Deno.test("attention kernel, head sizes 16 and 32: causal GQA over padded sequen
       if (attentionBytes(hd, bk) > limit) continue;
       const q = randomArray(B * H * T * hd, hd), k = randomArray(B * KV * T * hd, hd + 1);
       const v = randomArray(B * KV * T * hd, hd + 2), scale = 1 / Math.sqrt(hd);
-      const buf = (data: ArrayBufferView, usage = 0x80 | 0x8 | 0x4) => {
-        const b = gpu.createBuffer({ size: Math.max(16, data.byteLength), usage });
-        gpu.queue.writeBuffer(b, 0, data);
-        return b;
-      };
+      const buf = (data: ArrayBufferView, usage?: number) => upload(gpu, data, usage);
       const uniform = new ArrayBuffer(16);
       new Uint32Array(uniform).set([T, H, KV]);
       new Float32Array(uniform)[3] = scale;
       const O = buf(new Float32Array(B * T * H * hd).fill(NaN));
-      const R = gpu.createBuffer({ size: B * T * H * hd * 4, usage: 0x1 | 0x8 });
-      const pipeline = gpu.createComputePipeline({
-        layout: "auto",
-        compute: { module: gpu.createShaderModule({ code: attentionShader(hd, bk) }), entryPoint: "main" },
-      });
-      const enc = gpu.createCommandEncoder();
-      const pass = enc.beginComputePass();
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(
-        0,
-        gpu.createBindGroup({
-          layout: pipeline.getBindGroupLayout(0),
-          entries: [buf(new Uint8Array(uniform), 0x40 | 0x8), buf(q), buf(k), buf(v), buf(Uint32Array.from(lens)), O]
-            .map((buffer, binding) => ({ binding, resource: { buffer } })),
-        }),
-      );
-      pass.dispatchWorkgroups(Math.ceil(T / attentionRows(hd)), H, B);
-      pass.end();
-      enc.copyBufferToBuffer(O, 0, R, 0, B * T * H * hd * 4);
-      gpu.queue.submit([enc.finish()]);
-      await R.mapAsync(1);
-      const out = new Float32Array(R.getMappedRange().slice(0));
-      R.unmap();
+      const bound = [buf(new Uint8Array(uniform), 0x40 | 0x8), buf(q), buf(k), buf(v), buf(Uint32Array.from(lens)), O];
+      const grid: [number, number, number] = [Math.ceil(T / attentionRows(hd)), H, B];
+      const out = await runKernel(gpu, attentionShader(hd, bk), bound, grid, O, B * T * H * hd * 4);
       let err = 0;
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < H; h++) {
