@@ -157,15 +157,38 @@ function unpickle(pkl: Uint8Array, name: string, storage: (s: Storage) => Uint8A
         return bad(`unsupported object ${fn.full}`);
     }
   };
+  // elements [from, from + len) of a storage as float32: a view of the file's bytes when they are f32 and
+  // aligned (PyTorch aligns its entries to 64 bytes), so a large store is not copied
+  const decode = (raw: Uint8Array, dtype: TorchTensor["dtype"], from: number, len: number): Float32Array => {
+    const eb = ELEMENT_BYTES[dtype], start = raw.byteOffset + from * eb;
+    const bytes = start % eb === 0
+      ? new Uint8Array(raw.buffer, start, len * eb)
+      : raw.slice(from * eb, (from + len) * eb);
+    if (dtype === "F32") return new Float32Array(bytes.buffer, bytes.byteOffset, len);
+    if (dtype === "F64") return Float32Array.from(new Float64Array(bytes.buffer, bytes.byteOffset, len));
+    const out = new Float32Array(len), half = new Uint16Array(bytes.buffer, bytes.byteOffset, len);
+    if (dtype === "F16") f16ToF32(half, out);
+    else bf16ToF32(half, out);
+    return out;
+  };
+  const viewed = new Set<string>();
   const tensorFrom = (st: Storage, offset: number, size: number[], stride: number[]): TorchTensor => {
-    const raw = storage(st), eb = ELEMENT_BYTES[st.dtype], n = raw.length / eb;
-    const all = new Float32Array(n);
-    const copy = raw.slice();
-    if (st.dtype === "F32") all.set(new Float32Array(copy.buffer));
-    else if (st.dtype === "F64") all.set(new Float64Array(copy.buffer));
-    else if (st.dtype === "F16") f16ToF32(new Uint16Array(copy.buffer), all);
-    else bf16ToF32(new Uint16Array(copy.buffer), all);
+    const raw = storage(st), n = raw.length / ELEMENT_BYTES[st.dtype];
     const count = size.reduce((a, b) => a * b, 1);
+    let contiguous = true;
+    for (let d = size.length - 1, expect = 1; d >= 0; expect *= size[d], d--) {
+      if (size[d] !== 1 && stride[d] !== expect) contiguous = false;
+    }
+    if (contiguous) {
+      if (offset + count > n) bad(`tensor reaches past its storage '${st.key}'`);
+      const data = decode(raw, st.dtype, offset, count);
+      // tensors sharing a storage (tied weights) must not share memory: in-place training would update both
+      const shared = viewed.has(st.key);
+      viewed.add(st.key);
+      return { data: shared ? data.slice() : data, shape: [...size], dtype: st.dtype };
+    }
+    // a strided view: widen the storage once, then gather
+    const all = decode(raw, st.dtype, 0, n);
     const data = new Float32Array(count);
     const idx = new Array(size.length).fill(0);
     for (let e = 0; e < count; e++) {
@@ -365,9 +388,13 @@ export function isTensor(v: TorchValue): v is TorchTensor {
 /** A torch file's tensors by name: a state_dict's entries (nested dicts joined by "."), or `""` for a bare tensor. */
 export function torchTensors(bytes: Uint8Array, name = "torch file"): Record<string, TorchTensor> {
   const out: Record<string, TorchTensor> = {};
+  const seen = new Set<TorchTensor>();
   const walk = (v: TorchValue, path: string) => {
-    if (isTensor(v)) out[path] = v;
-    else if (v && typeof v === "object" && !Array.isArray(v)) {
+    if (isTensor(v)) {
+      // one tensor under two names (pickle shares the object): each name gets its own memory
+      out[path] = seen.has(v) ? { ...v, data: v.data.slice(), shape: [...v.shape] } : v;
+      seen.add(v);
+    } else if (v && typeof v === "object" && !Array.isArray(v)) {
       for (const [k, x] of Object.entries(v)) walk(x, path ? `${path}.${k}` : k);
     }
   };

@@ -27,6 +27,11 @@ Deno.test("torch.save files (f32, f16, bf16, strided, dict, state_dicts) decode 
     }
   }
   assert.throws(() => torchTensors(new Uint8Array(100), "x.pt"), /x.pt: not a zip file/);
+  // two names for one storage come back as separate memory (training updates arrays in place)
+  const tied = torchTensors(await Deno.readFile(`${FIX}tied.pt`), "tied.pt");
+  tied.a.data[0] += 1;
+  assert.equal(tied.b.data[0], expected.tensors["tied.pt"].b.values[0]);
+  assert.equal(tied.c.data[0], expected.tensors["tied.pt"].c.values[0]);
 });
 
 /** 8 users x 3 pairs over the fixture's 24 rows, two conversations each. */
