@@ -45,14 +45,51 @@ export function rowCombination(x: Float32Array, coef: Float32Array, n: number, d
   return out;
 }
 
+/**
+ * The store's rows kept on the GPU (webgpu backend only), uploaded once and reused by
+ * every step and evaluation of a run: steps then send row indices instead of rows, and an
+ * evaluation projects the whole store in one product with one readback. One store at a
+ * time (a new one replaces it); a store larger than the device's storage binding limit
+ * stays on the host and is uploaded per step as before.
+ */
+let resident: { key: Float32Array; dim: number; x: tf.Tensor2D } | undefined;
+
+/** The store as one GPU tensor [N, H] when the backend is webgpu and it fits, else undefined. */
+export function residentRows(embeddings: Float32Array, dim: number): tf.Tensor2D | undefined {
+  if (tf.getBackend() !== "webgpu") return undefined;
+  if (resident?.key === embeddings && resident.dim === dim) return resident.x;
+  // deno-lint-ignore no-explicit-any
+  const limit = (tf.backend() as any).device?.limits?.maxStorageBufferBindingSize ?? 128 * 2 ** 20;
+  if (embeddings.byteLength > limit || embeddings.length === 0) return undefined;
+  releaseResidentRows();
+  resident = { key: embeddings, dim, x: tf.keep(tf.tensor2d(embeddings, [embeddings.length / dim, dim])) };
+  return resident.x;
+}
+
+/** Frees the GPU copy of the store (runs call it when they end). */
+export function releaseResidentRows(): void {
+  resident?.x.dispose();
+  resident = undefined;
+}
+
 /** Rows uploaded once and used for the forward projection and the backward gradient. */
 export class RowBlock {
   #x: tf.Tensor2D;
   #rows: Float32Array;
-  /** @param rows n x H values; must stay unchanged until dispose() */
-  constructor(rows: Float32Array, readonly n: number, readonly dim: number) {
+  /**
+   * @param rows n x H values; must stay unchanged until dispose()
+   * @param gather where the store is on the GPU: the same rows taken from it by index (`indices`), not uploaded
+   */
+  constructor(
+    rows: Float32Array,
+    readonly n: number,
+    readonly dim: number,
+    gather?: { store: tf.Tensor2D; indices: Int32Array },
+  ) {
     this.#rows = rows;
-    this.#x = tf.tensor2d(rows, [n, dim]);
+    this.#x = gather
+      ? tf.tidy(() => tf.gather(gather.store, tf.tensor1d(gather.indices, "int32")) as tf.Tensor2D)
+      : tf.tensor2d(rows, [n, dim]);
   }
 
   /** 0.01 * X W^T for the first layer: n x out. */
@@ -103,6 +140,18 @@ export async function projectAll(
   const n = embeddings.length / dim;
   const out = new Float32Array(n * layer.out);
   const w = firstLayerTensor(layer);
+  const store = residentRows(embeddings, dim);
+  if (store) {
+    // the store is on the GPU: one product, one readback
+    try {
+      const y = tf.matMul(store, w);
+      out.set(await y.data() as Float32Array);
+      y.dispose();
+      return out;
+    } finally {
+      w.dispose();
+    }
+  }
   try {
     for (let r = 0; r < n; r += chunkRows) {
       const m = Math.min(chunkRows, n - r);

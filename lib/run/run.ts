@@ -17,6 +17,7 @@ import { loadCheckpoint, loadResumeState, saveCheckpoint, saveResumeState } from
 import { parseCsv, toCsv } from "./csv.ts";
 import { formatDuration, RunLog } from "./log.ts";
 import { pct } from "../report/table.ts";
+import { releaseResidentRows } from "../model/project.ts";
 
 /** metrics.csv columns; the first nine are fixed by docs/formats.md. */
 export const METRICS_HEADER = [
@@ -176,6 +177,7 @@ export async function runTraining(store: EmbeddingStore, config: TrainConfig, op
   try {
     return await trainIn(store, config, opts, log);
   } finally {
+    releaseResidentRows();
     await release();
   }
 }

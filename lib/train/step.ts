@@ -8,7 +8,7 @@ import { headGrads, headMatrix } from "../model/head.ts";
 import { taskGrad } from "../model/kspace.ts";
 import { INPUT_SCALE, isPersonal, type MrmParams, numBases, orderedArrays } from "../model/params.ts";
 import { personalGrad } from "../model/personal.ts";
-import { firstLayerTensor, RowBlock } from "../model/project.ts";
+import { firstLayerTensor, residentRows, RowBlock } from "../model/project.ts";
 import { rpo } from "./rpo.ts";
 
 /** A user's train rows, and each entry's position among them (-1 if not a train entry). */
@@ -81,20 +81,22 @@ export function stepScratch(rows: TaskRows[], perStep: number, dim: number): Flo
 }
 
 /**
- * Gathers several users' rows one after another into `scratch`; returns where each
- * user's rows start and how many rows there are in all.
+ * Gathers several users' rows one after another into `scratch` (unless `copy` is false:
+ * the rows are on the GPU already); returns where each user's rows start and how many rows
+ * there are in all.
  */
 export function gatherBatch(
   embeddings: Float32Array,
   dim: number,
   rows: TaskRows[],
   scratch: Float32Array,
+  copy = true,
 ): { offsets: number[]; nRows: number } {
   const offsets: number[] = [];
   let nRows = 0;
   for (const r of rows) {
     offsets.push(nRows);
-    gatherRows(embeddings, dim, r.rows, scratch, nRows);
+    if (copy) gatherRows(embeddings, dim, r.rows, scratch, nRows);
     nRows += r.rows.length;
   }
   return { offsets, nRows };
@@ -112,8 +114,11 @@ export async function metaStep(
   scratch: Float32Array,
 ): Promise<StepResult> {
   const H = params.dim, h1 = params.layers[0].out, K = numBases(params);
-  const { offsets, nRows } = gatherBatch(embeddings, H, batch.map((t) => t.rows), scratch);
-  const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H);
+  // on webgpu the store stays on the GPU and the step's rows are gathered there by index
+  const store = residentRows(embeddings, H);
+  const { offsets, nRows } = gatherBatch(embeddings, H, batch.map((t) => t.rows), scratch, !store);
+  const indices = store ? Int32Array.from(batch.flatMap((t) => Array.from(t.rows.rows))) : undefined;
+  const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H, store && { store, indices: indices! });
   const w1 = firstLayerTensor(params.layers[0]);
   try {
     const y = await block.project(w1);

@@ -46,3 +46,37 @@ Deno.test("evaluation adapts each user on train pairs before scoring test pairs"
   const r2 = evaluateProjected(params, y2, [task("b")], { innerLr: 0.5, innerSteps: 3 });
   assert.equal(r2.users[0].accuracy, 0);
 });
+
+Deno.test("all-users evaluation on webgpu (store kept on the GPU, one product, one readback) agrees with wasm", async () => {
+  const { initBackend } = await import("../../lib/backend.ts");
+  const { evaluate } = await import("../../lib/eval/evaluate.ts");
+  const { projectAll, releaseResidentRows } = await import("../../lib/model/project.ts");
+  const { prepareTasks } = await import("../../lib/run/run.ts");
+  const { preset } = await import("../../lib/presets.ts");
+  const { generateSynthetic } = await import("../../lib/data/synthetic.ts");
+  const g = generateSynthetic({ preset: "prism", users: 30, dim: 16, seed: 5 });
+  const store = {
+    prefix: "mem",
+    embeddings: g.embeddings,
+    n: g.embeddings.length / 16,
+    dim: 16,
+    meta: g.meta,
+    info: {},
+  };
+  const config = { ...preset("synthetic"), data: "mem" };
+  const { seen, unseen } = prepareTasks(store, config);
+  const params = initParams(16, { hiddenSizes: [3], seed: 2 });
+  const opts = { innerLr: 0.05, innerSteps: 5 };
+  const y: Record<string, Float32Array> = {}, acc: Record<string, number[]> = {};
+  for (const b of ["wasm", "webgpu"] as const) {
+    await initBackend(b);
+    y[b] = await projectAll(store.embeddings, 16, params.layers[0]);
+    acc[b] = (await evaluate(params, store.embeddings, [...seen, ...unseen], opts)).users.map((u) => u.accuracy);
+  }
+  releaseResidentRows();
+  await initBackend("wasm");
+  let d = 0;
+  y.wasm.forEach((v, i) => (d = Math.max(d, Math.abs(v - y.webgpu[i]))));
+  assert.ok(d < 1e-5, `projection differs by ${d}`);
+  assert.deepEqual(acc.webgpu, acc.wasm);
+});
