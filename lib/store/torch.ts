@@ -53,28 +53,30 @@ export function readZip(bytes: Uint8Array, name: string): Map<string, Uint8Array
       throw new FormatError(name, `zip central directory entry ${e} is damaged`);
     }
     const method = dv.getUint16(p + 10, true);
-    let size = dv.getUint32(p + 24, true), local = dv.getUint32(p + 42, true);
-    const usize = dv.getUint32(p + 24, true);
+    let csize = dv.getUint32(p + 20, true), usize = dv.getUint32(p + 24, true), local = dv.getUint32(p + 42, true);
     const nameLen = dv.getUint16(p + 28, true), extraLen = dv.getUint16(p + 30, true);
     const commentLen = dv.getUint16(p + 32, true);
     const entry = new TextDecoder().decode(bytes.subarray(p + 46, p + 46 + nameLen));
-    // zip64 extra field: the 0xffffffff fields, in order (uncompressed, compressed, offset)
+    // zip64 extra field: 8-byte values for the fields saturated at 0xffffffff, in this order
     let x = p + 46 + nameLen;
     const xEnd = x + extraLen;
     while (x + 4 <= xEnd) {
       const id = dv.getUint16(x, true), len = dv.getUint16(x + 2, true);
       if (id === 0x0001) {
         let q = x + 4;
-        if (usize === 0xffffffff) q += 8;
-        if (dv.getUint32(p + 20, true) === 0xffffffff) {
-          size = Number(dv.getBigUint64(q, true));
+        const next = () => {
+          const v = Number(dv.getBigUint64(q, true));
           q += 8;
-        }
-        if (local === 0xffffffff) local = Number(dv.getBigUint64(q, true));
+          return v;
+        };
+        if (usize === 0xffffffff) usize = next();
+        if (csize === 0xffffffff) csize = next();
+        if (local === 0xffffffff) local = next();
       }
       x += 4 + len;
     }
-    if (method !== 0) {
+    const size = usize;
+    if (method !== 0 || csize !== usize) {
       throw new FormatError(
         name,
         `zip entry '${entry}' is compressed (method ${method}); torch.save writes stored entries`,
