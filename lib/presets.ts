@@ -61,8 +61,10 @@ export interface TrainConfig {
    * Absent in configs saved before mrm-p existed, which are "mrm".
    */
   method?: "mrm" | "mrm-p";
-  /** mrm-p: the prior precision every base starts from */
+  /** mrm-p: multiplier of the empirical-Bayes prior precisions the bases start from (1: as estimated) */
   ridge?: number;
+  /** mrm-p: nuclear-norm strength of the low-rank start, as a multiple of the noise level */
+  shrink?: number;
 }
 
 /**
@@ -72,7 +74,8 @@ export interface TrainConfig {
  */
 export const MRM_P_DEFAULTS = {
   hiddenSizes: [4],
-  ridge: 10,
+  ridge: 1,
+  shrink: 0.4,
   metaLr: 1e-3,
   epochs: 5,
   tasksPerBatch: 4,
@@ -84,6 +87,7 @@ export const MRM_P_DEFAULTS = {
 const MRM_P_FLAGS: Record<keyof typeof MRM_P_DEFAULTS, string> = {
   hiddenSizes: "hidden_layers",
   ridge: "ridge",
+  shrink: "shrink",
   metaLr: "meta_lr",
   epochs: "epochs",
   tasksPerBatch: "tasks_per_batch",

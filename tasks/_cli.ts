@@ -40,7 +40,12 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
   first_order: { key: "firstOrder", kind: "bool", help: "first-order inner step (no second-order terms)" },
   objective: { key: "objective", kind: "string", help: "rpo (the method) or mean (plain MAML)" },
   method: { key: "method", kind: "string", help: "mrm (the release method) or mrm-p (personalising, own defaults)" },
-  ridge: { key: "ridge", kind: "number", help: "mrm-p: initial prior precision of each base" },
+  ridge: {
+    key: "ridge",
+    kind: "number",
+    help: "mrm-p: multiplier of the estimated prior precisions (1: as estimated)",
+  },
+  shrink: { key: "shrink", kind: "number", help: "mrm-p: low-rank start's nuclear-norm strength / noise level" },
   val_holdout: {
     key: "valHoldout",
     kind: "number",

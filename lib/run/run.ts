@@ -10,7 +10,7 @@ import { evaluate, type UserResult } from "../eval/evaluate.ts";
 import { exists, writeFileAtomic } from "../fsutil.ts";
 import { initParams, isPersonal, type MrmParams, namedArrays } from "../model/params.ts";
 import { initPersonal } from "../train/personal_init.ts";
-import type { TrainConfig } from "../presets.ts";
+import { MRM_P_DEFAULTS, type TrainConfig } from "../presets.ts";
 import type { EmbeddingStore } from "../store/store.ts";
 import { initialState, makeTrainer, totalSteps, trainEpoch, type TrainState } from "../train/meta.ts";
 import { loadCheckpoint, loadResumeState, saveCheckpoint, saveResumeState } from "./checkpoint.ts";
@@ -351,7 +351,8 @@ async function startRun(
       tasks = prepareTasks(store, config);
       params = await initPersonal(store.embeddings, store.dim, tasks.seen, {
         k: config.hiddenSizes[0],
-        ridge: config.ridge ?? 1,
+        ridge: config.ridge ?? MRM_P_DEFAULTS.ridge,
+        shrink: config.shrink ?? MRM_P_DEFAULTS.shrink,
         seed: config.seed,
       });
     } else {
