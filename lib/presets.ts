@@ -75,7 +75,7 @@ export interface TrainConfig {
 export const MRM_P_DEFAULTS = {
   hiddenSizes: [4],
   ridge: 1,
-  shrink: 0.4,
+  shrink: 0.5,
   metaLr: 1e-3,
   epochs: 5,
   tasksPerBatch: 4,

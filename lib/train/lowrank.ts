@@ -28,7 +28,7 @@ export interface PairRows {
 
 /** Settings of the low-rank fit. */
 export interface LowRankOptions {
-  /** lambda as a multiple of the noise level @default 0.4 */
+  /** lambda as a multiple of the noise level @default 0.5 */
   shrink?: number;
   /** ridge on the shared weights o @default 1 */
   mu?: number;
@@ -296,7 +296,7 @@ function noiseLevel(p: PairRows, o: Float64Array, rng: PyRandom, r: number): num
 /** Fits the low-rank multi-user model (see the module comment). */
 export function fitLowRank(p: PairRows, opts: LowRankOptions = {}): LowRankFit {
   const H = p.dim, U = p.start.length - 1;
-  const { shrink = 0.4, mu = 1, iterations = 300, seed = 42 } = opts;
+  const { shrink = 0.5, mu = 1, iterations = 300, seed = 42 } = opts;
   const r = Math.max(1, Math.min(opts.rank ?? 24, U, H));
   const rng = new PyRandom(seed * 7 + 3);
   // Lipschitz constants of the smooth part: softplus'' <= 1/4; (o, M_a) enter as a sum,
