@@ -13,9 +13,12 @@
  * import assert from "node:assert/strict";
  *
  * const model = await loadModel("examples/model.safetensors");
- * // embeddings of responses; `lean` is how much of feature 3 a response has
+ * // the direction the model's second base reads: the one its users disagreed on most
+ * const base = model.params.layers[0].weight.subarray(model.dim, 2 * model.dim);
+ * const unit = Math.hypot(...base);
+ * // a response embedding; `lean` is how far it goes along that direction
  * const row = (lean: number, i: number) =>
- *   Array.from({ length: model.dim }, (_, j) => (j === 3 ? lean : Math.sin(7 * i + j)));
+ *   Array.from({ length: model.dim }, (_, j) => 5 * Math.sin(7 * i + j) + (10 * lean * base[j]) / unit);
  * const likes = model.adapt({
  *   chosen: [0, 1, 2, 3].map((i) => row(1, i)),
  *   rejected: [0, 1, 2, 3].map((i) => row(-1, i)),
