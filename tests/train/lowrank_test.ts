@@ -2,6 +2,14 @@ import assert from "node:assert/strict";
 import { PyRandom } from "../../lib/data/rng.ts";
 import { fitLowRank, type PairRows, symmetricEigen, topSvd } from "../../lib/train/lowrank.ts";
 import { sigmoid } from "../../lib/model/kspace.ts";
+import { initBackend } from "../../lib/backend.ts";
+import { writeSynthetic } from "../../lib/data/synthetic.ts";
+import { loadStore } from "../../lib/store/store.ts";
+import { readTruth } from "../../lib/eval/oracle.ts";
+import { prepareTasks } from "../../lib/run/run.ts";
+import { preset } from "../../lib/presets.ts";
+import { initPersonal } from "../../lib/train/personal_init.ts";
+import { tempDir } from "../helpers.ts";
 
 function randomMatrix(rows: number, cols: number, rng: PyRandom): Float64Array {
   return Float64Array.from({ length: rows * cols }, () => rng.normal());
@@ -132,4 +140,48 @@ Deno.test("fitLowRank: finds the planted directions users differ in, and nothing
   const flat = fitLowRank(same.rows, { shrink: 1, seed: 2 });
   assert.equal(flat.rank, 0);
   assert.ok(flat.noise > 0);
+});
+
+Deno.test("initPersonal: a start fitted in a reduced space (fitDim < H) finds the users' directions like the full fit", async () => {
+  await initBackend("wasm");
+  await using t = await tempDir();
+  await writeSynthetic(`${t.dir}/s`, { preset: "reddit", users: 40, dim: 48, seed: 5 });
+  const store = await loadStore(`${t.dir}/s`);
+  const truth = (await readTruth(`${t.dir}/s`))!;
+  const { seen } = prepareTasks(store, preset("reddit"));
+  const H = store.dim;
+  // how much of each true direction lies in the span of the K bases
+  const coverage = (weight: Float32Array, k: number) => {
+    const q = Float64Array.from(weight);
+    for (let j = 0; j < k; j++) {
+      for (let i = 0; i < j; i++) {
+        let dot = 0;
+        for (let h = 0; h < H; h++) dot += q[i * H + h] * q[j * H + h];
+        for (let h = 0; h < H; h++) q[j * H + h] -= dot * q[i * H + h];
+      }
+      const n = Math.hypot(...q.subarray(j * H, (j + 1) * H));
+      for (let h = 0; h < H; h++) q[j * H + h] /= n;
+    }
+    return truth.directions!.slice(0, 3).map((d) => {
+      let s = 0;
+      for (let j = 0; j < k; j++) {
+        let dot = 0;
+        for (let h = 0; h < H; h++) dot += q[j * H + h] * d[h];
+        s += dot * dot;
+      }
+      return Math.sqrt(s);
+    });
+  };
+  const opts = { k: 4, ridge: 1, shrink: 0.5, seed: 1 };
+  const full = await initPersonal(store.embeddings, H, seen, opts);
+  const reduced = await initPersonal(store.embeddings, H, seen, { ...opts, fitDim: 24 });
+  const [cf, cr] = [coverage(full.layers[0].weight, 4), coverage(reduced.layers[0].weight, 4)];
+  // quality and the two tastes are found by both; the reduced fit loses little
+  for (let l = 0; l < 3; l++) {
+    assert.ok(cf[l] > 0.7, `full fit covers direction ${l} at ${cf[l]}`);
+    assert.ok(cr[l] > cf[l] - 0.1, `reduced fit covers direction ${l} at ${cr[l]} (full ${cf[l]})`);
+  }
+  // the bases are in the embedding space and every prior precision is finite and positive
+  assert.equal(reduced.layers[0].weight.length, 4 * H);
+  for (const r of reduced.priorLogPrecision!) assert.ok(Number.isFinite(r));
 });
