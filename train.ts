@@ -26,7 +26,8 @@
 export { cloneParams, initParams, isPersonal, type Layer, type MrmParams } from "./lib/model/params.ts";
 export { adaptWeights, marginAccuracy } from "./lib/model/adapt.ts";
 export { type Fit, fitUser, mapLoss, type PersonalGrad, personalGrad, type Prior } from "./lib/model/personal.ts";
-export { initPersonal, type PersonalInitOptions } from "./lib/train/personal_init.ts";
+export { initPersonal, MAX_FIT_DIM, type PersonalInitOptions } from "./lib/train/personal_init.ts";
+export { fitLowRank, type LowRankFit, type LowRankOptions, type PairRows } from "./lib/train/lowrank.ts";
 export { adaptTheta, btLoss, type InnerOptions, type TaskGrad, taskGrad } from "./lib/model/kspace.ts";
 export { loadCheckpoint, saveCheckpoint } from "./lib/run/checkpoint.ts";
 export { type EvalResult, evaluate, groupStats } from "./lib/eval/evaluate.ts";

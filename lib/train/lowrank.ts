@@ -151,6 +151,19 @@ export function symmetricEigen(a0: ArrayLike<number>, m: number): { values: Floa
   return { values, vectors };
 }
 
+/** t = v A^T (r x rows): every row of A against every row of v. */
+function projectRows(a: Float64Array, rows: number, cols: number, v: Float64Array, r: number, t: Float64Array): void {
+  for (let i = 0; i < rows; i++) {
+    const ai = i * cols;
+    for (let j = 0; j < r; j++) {
+      const vj = j * cols;
+      let s = 0;
+      for (let h = 0; h < cols; h++) s += a[ai + h] * v[vj + h];
+      t[j * rows + i] = s;
+    }
+  }
+}
+
 /** The top singular triplets of a matrix. */
 export interface TopSvd {
   /** singular values, descending (r) */
@@ -176,20 +189,8 @@ export function topSvd(
   let v = start ? Float64Array.from(start) : Float64Array.from({ length: r * cols }, () => rng.normal());
   orthRows(v, r, cols);
   const t = new Float64Array(r * rows);
-  const project = () => {
-    // t = v A^T  (r x rows)
-    for (let j = 0; j < r; j++) {
-      const vj = j * cols;
-      for (let i = 0; i < rows; i++) {
-        let s = 0;
-        const ai = i * cols;
-        for (let h = 0; h < cols; h++) s += a[ai + h] * v[vj + h];
-        t[j * rows + i] = s;
-      }
-    }
-  };
   for (let it = 0; it < iterations; it++) {
-    project();
+    projectRows(a, rows, cols, v, r, t);
     orthRows(t, r, rows);
     v = new Float64Array(r * cols);
     for (let j = 0; j < r; j++) {
@@ -204,7 +205,7 @@ export function topSvd(
     orthRows(v, r, cols);
   }
   // Rayleigh–Ritz: B = A V^T (rows x r) held in t as r x rows; eig of B^T B
-  project();
+  projectRows(a, rows, cols, v, r, t);
   const g = new Float64Array(r * r);
   for (let i = 0; i < r; i++) {
     for (let j = 0; j <= i; j++) {
@@ -237,18 +238,20 @@ function smooth(
   go: Float64Array,
   gm: Float64Array,
 ): number {
-  const H = p.dim, U = p.start.length - 1;
+  const H = p.dim, U = p.start.length - 1, d = p.d, start = p.start;
   gm.fill(0);
   let f = 0;
+  const w = new Float64Array(H);
   for (let a = 0; a < U; a++) {
     const ma = a * H;
-    for (let r = p.start[a]; r < p.start[a + 1]; r++) {
+    for (let h = 0; h < H; h++) w[h] = o[h] + m[ma + h];
+    for (let r = start[a]; r < start[a + 1]; r++) {
       const dr = r * H;
       let margin = 0;
-      for (let h = 0; h < H; h++) margin += (o[h] + m[ma + h]) * p.d[dr + h];
+      for (let h = 0; h < H; h++) margin += w[h] * d[dr + h];
       f += softplus(-margin);
       const s = sigmoid(-margin);
-      for (let h = 0; h < H; h++) gm[ma + h] -= s * p.d[dr + h];
+      for (let h = 0; h < H; h++) gm[ma + h] -= s * d[dr + h];
     }
   }
   for (let h = 0; h < H; h++) {

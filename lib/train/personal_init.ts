@@ -63,14 +63,14 @@ function userSpace(d: Float64Array, start: Int32Array, H: number, P: number, see
   if (R <= P) {
     q = Float64Array.from(rows);
   } else {
-    // Y = rows^T (rows rows^T Omega): the top-P row space, one power step
+    // Y = rows^T (rows (rows^T Omega)): the top-P row space, one power step. Every product
+    // is a plain one (tfjs' wasm matMul with a transposed operand is ~15x slower)
     const omega = Float32Array.from({ length: R * P }, () => rng.normal());
     const y = tf.tidy(() => {
-      const m = tf.tensor2d(rows, [R, H]);
-      const y0 = tf.matMul(m, tf.tensor2d(omega, [R, P]), true, false); // H x P
-      return tf.transpose(tf.matMul(m, tf.matMul(m, y0), true, false)); // P x H
+      const m = tf.tensor2d(rows, [R, H]), mt = tf.tensor2d(Float32Array.from(transpose(rows, R, H)), [H, R]);
+      return tf.matMul(mt, tf.matMul(m, tf.matMul(mt, tf.tensor2d(omega, [R, P])))); // H x P
     });
-    q = Float64Array.from(y.dataSync());
+    q = transpose(y.dataSync(), H, P);
     y.dispose();
   }
   const n = Math.min(R, P);
@@ -78,10 +78,17 @@ function userSpace(d: Float64Array, start: Int32Array, H: number, P: number, see
   return q.subarray(0, n * H);
 }
 
-/** A (n x h) times Q^T (p x h): the rows of A in the space's coordinates (float32 product). */
+/** The transpose of a row-major r x c matrix (as float64). */
+function transpose(a: ArrayLike<number>, r: number, c: number): Float64Array {
+  const out = new Float64Array(r * c);
+  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[j * r + i] = a[i * c + j];
+  return out;
+}
+
+/** A (n x h) times Q^T (Q: p x h): the rows of A in the space's coordinates (one float32 product). */
 function toSpace(a: Float64Array, n: number, h: number, q: Float64Array, p: number): Float64Array {
   const out = tf.tidy(() =>
-    tf.matMul(tf.tensor2d(Float32Array.from(a), [n, h]), tf.tensor2d(Float32Array.from(q), [p, h]), false, true)
+    tf.matMul(tf.tensor2d(Float32Array.from(a), [n, h]), tf.tensor2d(Float32Array.from(transpose(q, p, h)), [h, p]))
   );
   const v = Float64Array.from(out.dataSync());
   out.dispose();
