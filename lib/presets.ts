@@ -229,6 +229,9 @@ export function validateConfig(c: TrainConfig): TrainConfig {
     if (c.ridge === undefined || !(c.ridge > 0) || !Number.isFinite(c.ridge)) {
       throw new ConfigError(`--ridge must be a positive number, got ${c.ridge}`);
     }
+    if (c.shrink !== undefined && !(c.shrink >= 0 && Number.isFinite(c.shrink))) {
+      throw new ConfigError(`--shrink must be a number >= 0, got ${c.shrink}`);
+    }
     if (c.hiddenSizes.length !== 1) {
       throw new ConfigError(
         `--hidden_layers: mrm-p uses one layer of K base functions (linear layers compose to one), got ${

@@ -203,4 +203,8 @@ Deno.test("train --method mrm-p -> test: its own defaults, the prior in the chec
   r = await task("train.ts", ["--data", prefix, "--method", "mrm-p", "--hidden_layers", "4,2", "--out", `${t.dir}/x`]);
   assert.equal(r.code, 2);
   assert.match(r.err, /--hidden_layers: mrm-p uses one layer/);
+  r = await task("train.ts", ["--data", prefix, "--method", "mrm-p", "--shrink", "-1", "--out", `${t.dir}/y`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--shrink must be a number >= 0, got -1/);
+  await assert.rejects(Deno.stat(`${t.dir}/y`), "nothing is written for a refused flag");
 });
