@@ -329,7 +329,7 @@ export function fitLowRank(p: PairRows, opts: LowRankOptions = {}): LowRankFit {
     for (let h = 0; h < H; h++) no[h] = yo[h] - go[h] / lo;
     for (let i = 0; i < U * H; i++) nm[i] = ym[i] - gm[i] / lm;
     // proximal step: soft-threshold the singular values by lambda / lm
-    const svd = topSvd(nm, U, H, r, { start: warm, iterations: warm ? 2 : 30, rng });
+    const svd = topSvd(nm, U, H, r, { start: warm, iterations: warm ? 1 : 30, rng });
     nm.fill(0);
     rank = 0;
     for (let j = 0; j < r; j++) {
