@@ -352,5 +352,8 @@ export function fitLowRank(p: PairRows, opts: LowRankOptions = {}): LowRankFit {
     t = tn;
   }
   const objective = smooth(p, o, m, mu, go, gm) + lambda * lastSv.reduce((s, v) => s + v, 0);
+  if (!Number.isFinite(objective)) {
+    throw new RangeError(`low-rank fit: the objective is ${objective} (non-finite pair differences?)`);
+  }
   return { shared: o, deviations: m, noise, lambda, rank, kept: r, objective };
 }

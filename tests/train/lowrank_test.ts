@@ -185,3 +185,9 @@ Deno.test("initPersonal: a start fitted in a reduced space (fitDim < H) finds th
   assert.equal(reduced.layers[0].weight.length, 4 * H);
   for (const r of reduced.priorLogPrecision!) assert.ok(Number.isFinite(r));
 });
+
+Deno.test("fitLowRank: a non-finite pair difference stops the fit with an error, not NaN weights", () => {
+  const { rows } = planted(6, 10, 5, 9);
+  rows.d[17] = NaN;
+  assert.throws(() => fitLowRank(rows, { iterations: 5 }), /non-finite/);
+});
