@@ -3,7 +3,10 @@
  * adapter, backend selection, tfjs webgpu vs wasm agreement on an outer step, the
  * PRISM-size epoch/evaluation timed on both backends in the same process, and the
  * encoder's onnxruntime-web webgpu EP vs wasm. Prints plain lines.
- * Usage: deno run -A bench/gpu_check.ts
+ * Usage: deno run -A bench/gpu_check.ts (USERS=1000,10000 store sizes, OUT=DIR writes
+ * gpu_check.json, SKIP_ENCODER=1 skips the encoder part). It counts the host round
+ * trips of a meta-training step and of an evaluation: tensor readbacks (data/dataSync)
+ * and uploads (the backend's writes).
  *
  * Measured 2026-11-26 on an NVIDIA H200 (16 cores): adapter found, `auto` chose webgpu
  * (before this check made wasm the default); PRISM-size epoch wasm 0.21 s vs webgpu
@@ -27,45 +30,89 @@ const adapter = await gpu?.requestAdapter();
 console.log(`adapter: ${adapter ? JSON.stringify(adapter.info) : "none"}; hardware GPU: ${await hasHardwareGpu()}`);
 console.log(`auto backend: ${await initBackend("auto")} (hardware GPU: ${await hasHardwareGpu()})`);
 
-const store = prismSizeStore(Number(Deno.env.get("USERS") ?? 1000));
-const config = { ...preset("prism"), data: store.prefix };
-const { seen, unseen } = prepareTasks(store, config);
-const all = [...seen, ...unseen];
-const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
-const results: Record<string, number[]> = {};
-for (const backend of ["wasm", "webgpu"] as const) {
-  try {
-    await initBackend(backend);
-  } catch (e) {
-    console.log(`${backend}: unavailable (${(e as Error).message})`);
-    continue;
-  }
-  const state = initialState(initParams(store.dim, { seed: 42 }));
-  const times: number[] = [];
-  for (let e = 0; e < 3; e++) {
-    const t = performance.now();
-    await trainEpoch(state, store.embeddings, trainer, config);
-    times.push((performance.now() - t) / 1000);
-  }
-  const evals: number[] = [];
-  let acc = 0;
-  for (let e = 0; e < 2; e++) {
-    const t = performance.now();
-    acc =
-      (await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: 1 })).overall.mean;
-    evals.push((performance.now() - t) / 1000);
-  }
-  results[backend] = Array.from(state.params.layers[0].weight.subarray(0, 64));
-  console.log(
-    `${backend} (${tf.getBackend()}): epochs ${times.map((x) => x.toFixed(3)).join(" ")} s; evaluations ${
-      evals.map((x) => x.toFixed(3)).join(" ")
-    } s; overall acc ${acc.toFixed(4)}`,
-  );
+/** Host round trips: tensor readbacks (data/dataSync) and uploads (backend writes), counted while a function runs. */
+const trips = { readbacks: 0, uploads: 0 };
+// deno-lint-ignore no-explicit-any
+const proto = tf.Tensor.prototype as any;
+for (const name of ["data", "dataSync"]) {
+  const orig = proto[name];
+  proto[name] = function (this: unknown, ...args: unknown[]) {
+    trips.readbacks++;
+    return orig.apply(this, args);
+  };
 }
-if (results.wasm && results.webgpu) {
-  const d = results.wasm.reduce((m, v, i) => Math.max(m, Math.abs(v - results.webgpu[i])), 0);
-  console.log(`max |weight difference| wasm vs webgpu after 3 epochs: ${d.toExponential(2)}`);
+function countUploads(): void {
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  if (backend.__counted) return;
+  const write = backend.write.bind(backend);
+  backend.write = (...args: unknown[]) => {
+    trips.uploads++;
+    return write(...args);
+  };
+  backend.__counted = true;
 }
+
+// PRISM size (1000 users, H=4096) and 10x that; USERS=1000,10000 by default
+const report: Record<string, unknown>[] = [];
+for (const users of (Deno.env.get("USERS") ?? "1000,10000").split(",").map(Number)) {
+  const store = prismSizeStore(users);
+  const config = { ...preset("prism"), data: store.prefix };
+  const { seen, unseen } = prepareTasks(store, config);
+  const all = [...seen, ...unseen];
+  const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
+  const steps = Math.ceil(seen.length / config.tasksPerBatch);
+  const gib = store.embeddings.byteLength / 2 ** 30;
+  console.log(`store: ${users} users, ${store.n} rows x H=${store.dim} (${gib.toFixed(2)} GiB), ${steps} steps/epoch`);
+  const results: Record<string, number[]> = {};
+  for (const backend of ["wasm", "webgpu"] as const) {
+    try {
+      await initBackend(backend);
+    } catch (e) {
+      console.log(`${backend}: unavailable (${(e as Error).message})`);
+      continue;
+    }
+    countUploads();
+    const state = initialState(initParams(store.dim, { seed: 42 }));
+    const times: number[] = [];
+    let perStep = { readbacks: 0, uploads: 0 };
+    for (let e = 0; e < 3; e++) {
+      const before = { ...trips }, t = performance.now();
+      await trainEpoch(state, store.embeddings, trainer, config);
+      times.push((performance.now() - t) / 1000);
+      perStep = {
+        readbacks: (trips.readbacks - before.readbacks) / steps,
+        uploads: (trips.uploads - before.uploads) / steps,
+      };
+    }
+    const evals: number[] = [];
+    let acc = 0, evalTrips = { readbacks: 0, uploads: 0 };
+    for (let e = 0; e < 2; e++) {
+      const before = { ...trips }, t = performance.now();
+      acc =
+        (await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: 1 })).overall.mean;
+      evals.push((performance.now() - t) / 1000);
+      evalTrips = { readbacks: trips.readbacks - before.readbacks, uploads: trips.uploads - before.uploads };
+    }
+    results[backend] = Array.from(state.params.layers[0].weight.subarray(0, 64));
+    console.log(
+      `${backend} (${tf.getBackend()}): epochs ${times.map((x) => x.toFixed(3)).join(" ")} s; evaluations ${
+        evals.map((x) => x.toFixed(3)).join(" ")
+      } s; overall acc ${acc.toFixed(4)}; per step ${perStep.readbacks} readbacks, ${perStep.uploads} uploads; ` +
+        `per evaluation ${evalTrips.readbacks} readbacks, ${evalTrips.uploads} uploads`,
+    );
+    report.push({ users, backend, gib, steps, epochs: times, evaluations: evals, acc, perStep, evalTrips });
+  }
+  if (results.wasm && results.webgpu) {
+    const d = results.wasm.reduce((m, v, i) => Math.max(m, Math.abs(v - results.webgpu[i])), 0);
+    console.log(`max |weight difference| wasm vs webgpu after 3 epochs: ${d.toExponential(2)}`);
+  }
+  // let the store go before the next size is built
+  await initBackend("wasm");
+}
+const out = Deno.env.get("OUT");
+if (out) await Deno.writeTextFile(`${out}/gpu_check.json`, JSON.stringify(report, null, 2) + "\n");
+if (Deno.env.get("SKIP_ENCODER")) Deno.exit(0);
 const dir = await Deno.makeTempDir();
 await writeTinyModel(dir);
 const convs = Array.from(

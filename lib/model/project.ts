@@ -48,28 +48,82 @@ export function rowCombination(x: Float32Array, coef: Float32Array, n: number, d
 /**
  * The store's rows kept on the GPU (webgpu backend only), uploaded once and reused by
  * every step and evaluation of a run: steps then send row indices instead of rows, and an
- * evaluation projects the whole store in one product with one readback. One store at a
- * time (a new one replaces it); a store larger than the device's storage binding limit
- * stays on the host and is uploaded per step as before.
+ * evaluation projects the whole store with one readback. A store larger than the
+ * device's storage binding limit is kept as several tensors (chunks of whole rows, each
+ * within the limit). One store at a time (a new one replaces it).
  */
-let resident: { key: Float32Array; dim: number; x: tf.Tensor2D } | undefined;
+export interface ResidentStore {
+  /** the chunks, [rows, H] each; every chunk but the last holds `rowsPerChunk` rows */
+  chunks: tf.Tensor2D[];
+  /** rows per chunk */
+  rowsPerChunk: number;
+  /** columns H */
+  dim: number;
+}
 
-/** The store as one GPU tensor [N, H] when the backend is webgpu and it fits, else undefined. */
-export function residentRows(embeddings: Float32Array, dim: number): tf.Tensor2D | undefined {
-  if (tf.getBackend() !== "webgpu") return undefined;
-  if (resident?.key === embeddings && resident.dim === dim) return resident.x;
-  // deno-lint-ignore no-explicit-any
-  const limit = (tf.backend() as any).device?.limits?.maxStorageBufferBindingSize ?? 128 * 2 ** 20;
-  if (embeddings.byteLength > limit || embeddings.length === 0) return undefined;
+let resident: { key: Float32Array; store: ResidentStore } | undefined;
+let chunkBytesOverride: number | undefined;
+
+/**
+ * Caps the bytes of one resident chunk below the device's binding limit (undefined: the
+ * limit itself). For tests, which use it to split a small store into chunks, and for
+ * devices whose reported limit is not what they can bind.
+ */
+export function setResidentChunkBytes(bytes: number | undefined): void {
+  chunkBytesOverride = bytes;
   releaseResidentRows();
-  resident = { key: embeddings, dim, x: tf.keep(tf.tensor2d(embeddings, [embeddings.length / dim, dim])) };
-  return resident.x;
+}
+
+/** The store kept on the GPU when the backend is webgpu, else undefined. */
+export function residentRows(embeddings: Float32Array, dim: number): ResidentStore | undefined {
+  if (tf.getBackend() !== "webgpu" || embeddings.length === 0) return undefined;
+  if (resident?.key === embeddings && resident.store.dim === dim) return resident.store;
+  // deno-lint-ignore no-explicit-any
+  const limits = (tf.backend() as any).device?.limits;
+  const limit = Math.min(
+    limits?.maxStorageBufferBindingSize ?? 128 * 2 ** 20,
+    limits?.maxBufferSize ?? Infinity,
+    chunkBytesOverride ?? Infinity,
+  );
+  const rows = embeddings.length / dim, rowsPerChunk = Math.floor(limit / (dim * 4));
+  if (rowsPerChunk < 1) return undefined;
+  releaseResidentRows();
+  const chunks: tf.Tensor2D[] = [];
+  for (let r = 0; r < rows; r += rowsPerChunk) {
+    const m = Math.min(rowsPerChunk, rows - r);
+    chunks.push(tf.keep(tf.tensor2d(embeddings.subarray(r * dim, (r + m) * dim), [m, dim])));
+  }
+  resident = { key: embeddings, store: { chunks, rowsPerChunk, dim } };
+  return resident.store;
 }
 
 /** Frees the GPU copy of the store (runs call it when they end). */
 export function releaseResidentRows(): void {
-  resident?.x.dispose();
+  resident?.store.chunks.forEach((c) => c.dispose());
   resident = undefined;
+}
+
+/** The store's rows at `indices`, in that order, gathered on the GPU from the chunks. */
+export function gatherResident(store: ResidentStore, indices: Int32Array): tf.Tensor2D {
+  return tf.tidy(() => {
+    if (store.chunks.length === 1) return tf.gather(store.chunks[0], tf.tensor1d(indices, "int32")) as tf.Tensor2D;
+    // per chunk, its rows in order of appearance; then one gather puts them back in order
+    const parts: tf.Tensor2D[] = [], order = new Int32Array(indices.length);
+    let at = 0;
+    store.chunks.forEach((chunk, c) => {
+      const local: number[] = [];
+      indices.forEach((row, i) => {
+        if (Math.floor(row / store.rowsPerChunk) !== c) return;
+        order[i] = at + local.length;
+        local.push(row - c * store.rowsPerChunk);
+      });
+      if (local.length === 0) return;
+      parts.push(tf.gather(chunk, tf.tensor1d(local, "int32")) as tf.Tensor2D);
+      at += local.length;
+    });
+    const joined = parts.length === 1 ? parts[0] : tf.concat2d(parts, 0);
+    return tf.gather(joined, tf.tensor1d(order, "int32")) as tf.Tensor2D;
+  });
 }
 
 /** Rows uploaded once and used for the forward projection and the backward gradient. */
@@ -84,12 +138,10 @@ export class RowBlock {
     rows: Float32Array,
     readonly n: number,
     readonly dim: number,
-    gather?: { store: tf.Tensor2D; indices: Int32Array },
+    gather?: { store: ResidentStore; indices: Int32Array },
   ) {
     this.#rows = rows;
-    this.#x = gather
-      ? tf.tidy(() => tf.gather(gather.store, tf.tensor1d(gather.indices, "int32")) as tf.Tensor2D)
-      : tf.tensor2d(rows, [n, dim]);
+    this.#x = gather ? gatherResident(gather.store, gather.indices) : tf.tensor2d(rows, [n, dim]);
   }
 
   /** 0.01 * X W^T for the first layer: n x out. */
@@ -142,9 +194,9 @@ export async function projectAll(
   const w = firstLayerTensor(layer);
   const store = residentRows(embeddings, dim);
   if (store) {
-    // the store is on the GPU: one product, one readback
+    // the store is on the GPU: one product per chunk, joined there, one readback
     try {
-      const y = tf.matMul(store, w);
+      const y = tf.tidy(() => tf.concat2d(store.chunks.map((c) => tf.matMul(c, w)), 0));
       out.set(await y.data() as Float32Array);
       y.dispose();
       return out;

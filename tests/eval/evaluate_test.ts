@@ -47,10 +47,12 @@ Deno.test("evaluation adapts each user on train pairs before scoring test pairs"
   assert.equal(r2.users[0].accuracy, 0);
 });
 
-Deno.test("all-users evaluation on webgpu (store kept on the GPU, one product, one readback) agrees with wasm", async () => {
+Deno.test("all-users evaluation on webgpu (store kept on the GPU, whole or in chunks; one readback) agrees with wasm", async () => {
   const { initBackend } = await import("../../lib/backend.ts");
   const { evaluate } = await import("../../lib/eval/evaluate.ts");
-  const { projectAll, releaseResidentRows } = await import("../../lib/model/project.ts");
+  const { gatherResident, projectAll, releaseResidentRows, residentRows, setResidentChunkBytes } = await import(
+    "../../lib/model/project.ts"
+  );
   const { prepareTasks } = await import("../../lib/run/run.ts");
   const { preset } = await import("../../lib/presets.ts");
   const { generateSynthetic } = await import("../../lib/data/synthetic.ts");
@@ -68,15 +70,37 @@ Deno.test("all-users evaluation on webgpu (store kept on the GPU, one product, o
   const params = initParams(16, { hiddenSizes: [3], seed: 2 });
   const opts = { innerLr: 0.05, innerSteps: 5 };
   const y: Record<string, Float32Array> = {}, acc: Record<string, number[]> = {};
-  for (const b of ["wasm", "webgpu"] as const) {
-    await initBackend(b);
+  // webgpu with the store as one tensor, and split into chunks of 50 rows (as a store over the binding limit is)
+  for (
+    const [b, chunkBytes] of [["wasm", undefined], ["webgpu", undefined], ["webgpu-chunked", 50 * 16 * 4]] as const
+  ) {
+    await initBackend(b === "wasm" ? "wasm" : "webgpu");
+    setResidentChunkBytes(chunkBytes);
     y[b] = await projectAll(store.embeddings, 16, params.layers[0]);
     acc[b] = (await evaluate(params, store.embeddings, [...seen, ...unseen], opts)).users.map((u) => u.accuracy);
+    if (b === "webgpu-chunked") {
+      const resident = residentRows(store.embeddings, 16)!;
+      assert.ok(resident.chunks.length >= 3, `${resident.chunks.length} chunks`);
+      // rows from every chunk, out of order and repeated, come back exactly
+      const indices = Int32Array.from([store.n - 1, 0, 51, 50, 3, 149, 0, 100, store.n - 2]);
+      const got = gatherResident(resident, indices);
+      const values = await got.data();
+      got.dispose();
+      indices.forEach((row, i) =>
+        assert.deepEqual(
+          Array.from(values.slice(i * 16, i * 16 + 16)),
+          Array.from(store.embeddings.slice(row * 16, row * 16 + 16)),
+        )
+      );
+    }
   }
+  setResidentChunkBytes(undefined);
   releaseResidentRows();
   await initBackend("wasm");
-  let d = 0;
-  y.wasm.forEach((v, i) => (d = Math.max(d, Math.abs(v - y.webgpu[i]))));
-  assert.ok(d < 1e-5, `projection differs by ${d}`);
-  assert.deepEqual(acc.webgpu, acc.wasm);
+  for (const b of ["webgpu", "webgpu-chunked"]) {
+    let d = 0;
+    y.wasm.forEach((v, i) => (d = Math.max(d, Math.abs(v - y[b][i]))));
+    assert.ok(d < 1e-5, `${b}: projection differs by ${d}`);
+    assert.deepEqual(acc[b], acc.wasm);
+  }
 });

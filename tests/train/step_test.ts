@@ -3,6 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
 import { initParams, type MrmParams, namedArrays } from "../../lib/model/params.ts";
 import { metaStep } from "../../lib/train/step.ts";
+import { residentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
 import { adamInit, adamUpdate, clipGlobalNorm } from "../../lib/train/adam.ts";
 import { randomArray, relErr, stepTasks } from "../helpers.ts";
 
@@ -155,16 +156,21 @@ Deno.test("outer step with two layers and biases: gradients of every layer match
   });
 });
 
-Deno.test("backends agree: the same outer step on cpu, wasm and webgpu (software adapter)", async () => {
+Deno.test("backends agree: the same outer step on cpu, wasm and webgpu (software adapter; store whole or in chunks)", async () => {
   const out: Record<string, Float64Array[]> = {};
-  for (const b of ["cpu", "wasm", "webgpu"] as const) {
-    await initBackend(b);
-    assert.equal(tf.getBackend(), b);
+  for (const b of ["cpu", "wasm", "webgpu", "webgpu-chunked"] as const) {
+    const backend = b === "webgpu-chunked" ? "webgpu" : b;
+    await initBackend(backend);
+    assert.equal(tf.getBackend(), backend);
     const { params, X, tasks } = fixture([2], false);
+    // chunks of 3 rows: a step's rows come from several resident tensors
+    setResidentChunkBytes(b === "webgpu-chunked" ? 3 * params.dim * 4 : undefined);
     out[b] = (await metaStep(params, X, tasks, opts, new Float32Array(X.length))).grads;
+    if (b === "webgpu-chunked") assert.ok(residentRows(X, params.dim)!.chunks.length > 2);
   }
+  setResidentChunkBytes(undefined);
   await initBackend("wasm");
-  for (const b of ["cpu", "webgpu"]) {
+  for (const b of ["cpu", "webgpu", "webgpu-chunked"]) {
     out[b].forEach((g, i) =>
       assert.ok(relErr(g, out.wasm[i]) < 1e-4, `${b} vs wasm, grad ${i}: ${relErr(g, out.wasm[i])}`)
     );
