@@ -87,22 +87,35 @@ function rowsNorm2(p: PairRows, r0: number, r1: number, rng: PyRandom): number {
   return ev;
 }
 
-/** Orthonormalises the rows of A (rows x cols) in place; a zero row stays zero. */
-function orthRows(a: Float64Array, rows: number, cols: number): void {
+/**
+ * Orthonormalises the rows of A (rows x cols) in place (Gram–Schmidt, two passes). A row
+ * that lies in the span of the rows before it (under 1e-10 of its length remains) is set
+ * to zero, or, given `rng`, restarted from noise until it is independent.
+ */
+export function orthonormalRows(a: Float64Array, rows: number, cols: number, rng?: PyRandom): void {
   for (let j = 0; j < rows; j++) {
     const rj = j * cols;
-    for (let pass = 0; pass < 2; pass++) {
-      for (let i = 0; i < j; i++) {
-        const ri = i * cols;
-        let d = 0;
-        for (let h = 0; h < cols; h++) d += a[ri + h] * a[rj + h];
-        for (let h = 0; h < cols; h++) a[rj + h] -= d * a[ri + h];
+    for (let attempt = 0; attempt < 5; attempt++) {
+      let before = 0;
+      for (let h = 0; h < cols; h++) before += a[rj + h] * a[rj + h];
+      for (let pass = 0; pass < 2; pass++) {
+        for (let i = 0; i < j; i++) {
+          const ri = i * cols;
+          let d = 0;
+          for (let h = 0; h < cols; h++) d += a[ri + h] * a[rj + h];
+          for (let h = 0; h < cols; h++) a[rj + h] -= d * a[ri + h];
+        }
       }
+      let n = 0;
+      for (let h = 0; h < cols; h++) n += a[rj + h] * a[rj + h];
+      if (n > 1e-20 * before && n > 0) {
+        n = Math.sqrt(n);
+        for (let h = 0; h < cols; h++) a[rj + h] /= n;
+        break;
+      }
+      for (let h = 0; h < cols; h++) a[rj + h] = rng ? rng.normal() : 0;
+      if (!rng) break;
     }
-    let n = 0;
-    for (let h = 0; h < cols; h++) n += a[rj + h] * a[rj + h];
-    n = Math.sqrt(n);
-    for (let h = 0; h < cols; h++) a[rj + h] = n > 1e-150 ? a[rj + h] / n : 0;
   }
 }
 
@@ -187,11 +200,11 @@ export function topSvd(
   { start, iterations = 30, rng }: { start?: Float64Array; iterations?: number; rng: PyRandom },
 ): TopSvd {
   let v = start ? Float64Array.from(start) : Float64Array.from({ length: r * cols }, () => rng.normal());
-  orthRows(v, r, cols);
+  orthonormalRows(v, r, cols);
   const t = new Float64Array(r * rows);
   for (let it = 0; it < iterations; it++) {
     projectRows(a, rows, cols, v, r, t);
-    orthRows(t, r, rows);
+    orthonormalRows(t, r, rows);
     v = new Float64Array(r * cols);
     for (let j = 0; j < r; j++) {
       const vj = j * cols;
@@ -202,7 +215,7 @@ export function topSvd(
         for (let h = 0; h < cols; h++) v[vj + h] += c * a[ai + h];
       }
     }
-    orthRows(v, r, cols);
+    orthonormalRows(v, r, cols);
   }
   // Rayleigh–Ritz: B = A V^T (rows x r) held in t as r x rows; eig of B^T B
   projectRows(a, rows, cols, v, r, t);

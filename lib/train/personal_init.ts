@@ -19,7 +19,7 @@ import type { UserTask } from "../data/tasks.ts";
 import { ConfigError } from "../errors.ts";
 import { INPUT_SCALE, type MrmParams } from "../model/params.ts";
 import * as tf from "@tensorflow/tfjs-core";
-import { fitLowRank, topSvd } from "./lowrank.ts";
+import { fitLowRank, orthonormalRows, topSvd } from "./lowrank.ts";
 
 /** The smallest variance a base's prior assumes (unit-z coordinates). */
 const MIN_VARIANCE = 1e-4;
@@ -215,27 +215,4 @@ export function initPersonal(
     sharedWeight: Float32Array.from(w0),
     priorLogPrecision: Float32Array.from(variance, (v) => Math.log(ridge / Math.max(v, MIN_VARIANCE))),
   });
-}
-
-/** Orthonormalises the rows of A (rows x cols) in place; a dependent row restarts from noise. */
-function orthonormalRows(a: Float64Array, rows: number, cols: number, rng: PyRandom): void {
-  for (let j = 0; j < rows; j++) {
-    for (let attempt = 0; attempt < 5; attempt++) {
-      for (let pass = 0; pass < 2; pass++) {
-        for (let i = 0; i < j; i++) {
-          let dot = 0;
-          for (let h = 0; h < cols; h++) dot += a[i * cols + h] * a[j * cols + h];
-          for (let h = 0; h < cols; h++) a[j * cols + h] -= dot * a[i * cols + h];
-        }
-      }
-      let n = 0;
-      for (let h = 0; h < cols; h++) n += a[j * cols + h] ** 2;
-      if (n > 1e-20) {
-        n = Math.sqrt(n);
-        for (let h = 0; h < cols; h++) a[j * cols + h] /= n;
-        break;
-      }
-      for (let h = 0; h < cols; h++) a[j * cols + h] = rng.normal();
-    }
-  }
 }
