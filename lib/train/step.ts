@@ -102,6 +102,109 @@ export function gatherBatch(
   return { offsets, nRows };
 }
 
+/** The host part of a step: what the K-space math gives from the batch's projected rows. */
+export interface KspaceStep {
+  objective: number;
+  losses: number[];
+  /** h1 x nRows: the first layer's gradient is rowCoef X (X the batch's rows) */
+  rowCoef: Float32Array;
+  /** gradient of shared_weight */
+  gTheta: Float64Array;
+  /** gradient of prior_log_precision (mrm-p), else undefined */
+  gRho?: Float64Array;
+  /** gradients of the head layers (layers 1..) */
+  gHead: Float64Array[];
+}
+
+/**
+ * The K-space part of a step on the host, in float64: each user's inner loop (or MAP fit),
+ * the objective, and everything of the meta-gradient except the first layer's product
+ * with the rows. `y` holds the batch's rows projected by the first layer (nRows x h1).
+ */
+export function kspaceStep(
+  params: MrmParams,
+  y: Float32Array,
+  batch: StepTask[],
+  offsets: number[],
+  nRows: number,
+  opts: StepOptions,
+): KspaceStep {
+  const h1 = params.layers[0].out, K = numBases(params);
+  const head = headMatrix(params);
+  const per = batch.map((t, b) => {
+    const c = (p: number) => offsets[b] + t.rows.localChosen[p];
+    const r = (p: number) => offsets[b] + t.rows.localRejected[p];
+    const s = pairFeatures(y, h1, head, K, c, r, t.support);
+    const q = pairFeatures(y, h1, head, K, c, r, t.query);
+    if (isPersonal(params)) {
+      const pg = personalGrad(
+        { w0: params.sharedWeight, rho: params.priorLogPrecision },
+        s.z,
+        t.support.length,
+        q.z,
+        t.query.length,
+      );
+      return { s, q, g: { loss: pg.loss, dTheta: pg.dW0, dZs: pg.dZs, dZq: pg.dZq }, dRho: pg.dRho, c, r };
+    }
+    const g = taskGrad(params.sharedWeight, s.z, t.support.length, q.z, t.query.length, {
+      lr: opts.innerLr,
+      steps: opts.innerSteps,
+      firstOrder: opts.firstOrder,
+    });
+    return { s, q, g, dRho: undefined, c, r };
+  });
+  const losses = per.map((p) => p.g.loss);
+  const { objective, coef } = opts.objective === "mean"
+    ? {
+      objective: losses.reduce((a, b) => a + b, 0) / losses.length,
+      coef: new Float64Array(losses.length).fill(1 / losses.length),
+    }
+    : rpo(losses, opts.rpoRho, opts.rpoGamma);
+
+  const gTheta = new Float64Array(K), gRho = new Float64Array(K);
+  const gB = new Float64Array(K * h1);
+  const rowCoef = new Float32Array(h1 * nRows); // h1 x nRows
+  const ybar = new Float64Array(h1);
+  per.forEach((u, b) => {
+    const cb = coef[b];
+    for (let k = 0; k < K; k++) gTheta[k] += cb * u.g.dTheta[k];
+    if (u.dRho) { for (let k = 0; k < K; k++) gRho[k] += cb * u.dRho[k]; }
+    const side = (feat: { yd: Float64Array }, dz: Float64Array, positions: number[]) => {
+      positions.forEach((pos, i) => {
+        ybar.fill(0);
+        for (let k = 0; k < K; k++) {
+          const gk = cb * dz[i * K + k];
+          if (gk === 0) continue;
+          for (let j = 0; j < h1; j++) {
+            gB[k * h1 + j] += gk * feat.yd[i * h1 + j];
+            ybar[j] += head[k * h1 + j] * gk;
+          }
+        }
+        const rc = u.c(pos), rr = u.r(pos);
+        for (let j = 0; j < h1; j++) {
+          rowCoef[j * nRows + rc] += ybar[j] * INPUT_SCALE;
+          rowCoef[j * nRows + rr] -= ybar[j] * INPUT_SCALE;
+        }
+      });
+    };
+    side(u.s, u.g.dZs, batch[b].support);
+    side(u.q, u.g.dZq, batch[b].query);
+  });
+  return {
+    objective,
+    losses,
+    rowCoef,
+    gTheta,
+    gRho: isPersonal(params) ? gRho : undefined,
+    gHead: headGrads(params, gB),
+  };
+}
+
+/** The row indices of a batch, one user's rows after another (the order gatherBatch lays them out). */
+export function batchIndices(batch: StepTask[]): Int32Array {
+  return Int32Array.from(batch.flatMap((t) => Array.from(t.rows.rows)));
+}
+
 /**
  * Computes the meta-gradient of one outer step. `scratch` must hold the
  * batch's rows (sum of rows x H floats); it is reused across steps.
@@ -113,81 +216,21 @@ export async function metaStep(
   opts: StepOptions,
   scratch: Float32Array,
 ): Promise<StepResult> {
-  const H = params.dim, h1 = params.layers[0].out, K = numBases(params);
+  const H = params.dim, h1 = params.layers[0].out;
   // on webgpu the store stays on the GPU and the step's rows are gathered there by index
   const store = residentRows(embeddings, H);
   const { offsets, nRows } = gatherBatch(embeddings, H, batch.map((t) => t.rows), scratch, !store);
-  const indices = store ? Int32Array.from(batch.flatMap((t) => Array.from(t.rows.rows))) : undefined;
+  const indices = store ? batchIndices(batch) : undefined;
   const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H, store && { store, indices: indices! });
   const w1 = firstLayerTensor(params.layers[0]);
   try {
     const y = await block.project(w1);
-    const head = headMatrix(params);
-    const per = batch.map((t, b) => {
-      const c = (p: number) => offsets[b] + t.rows.localChosen[p];
-      const r = (p: number) => offsets[b] + t.rows.localRejected[p];
-      const s = pairFeatures(y, h1, head, K, c, r, t.support);
-      const q = pairFeatures(y, h1, head, K, c, r, t.query);
-      if (isPersonal(params)) {
-        const pg = personalGrad(
-          { w0: params.sharedWeight, rho: params.priorLogPrecision },
-          s.z,
-          t.support.length,
-          q.z,
-          t.query.length,
-        );
-        return { s, q, g: { loss: pg.loss, dTheta: pg.dW0, dZs: pg.dZs, dZq: pg.dZq }, dRho: pg.dRho, c, r };
-      }
-      const g = taskGrad(params.sharedWeight, s.z, t.support.length, q.z, t.query.length, {
-        lr: opts.innerLr,
-        steps: opts.innerSteps,
-        firstOrder: opts.firstOrder,
-      });
-      return { s, q, g, dRho: undefined, c, r };
-    });
-    const losses = per.map((p) => p.g.loss);
-    const { objective, coef } = opts.objective === "mean"
-      ? {
-        objective: losses.reduce((a, b) => a + b, 0) / losses.length,
-        coef: new Float64Array(losses.length).fill(1 / losses.length),
-      }
-      : rpo(losses, opts.rpoRho, opts.rpoGamma);
-
-    const gTheta = new Float64Array(K), gRho = new Float64Array(K);
-    const gB = new Float64Array(K * h1);
-    const rowCoef = new Float32Array(h1 * nRows); // h1 x nRows
-    const ybar = new Float64Array(h1);
-    per.forEach((u, b) => {
-      const cb = coef[b];
-      for (let k = 0; k < K; k++) gTheta[k] += cb * u.g.dTheta[k];
-      if (u.dRho) { for (let k = 0; k < K; k++) gRho[k] += cb * u.dRho[k]; }
-      const side = (feat: { yd: Float64Array }, dz: Float64Array, positions: number[]) => {
-        positions.forEach((pos, i) => {
-          ybar.fill(0);
-          for (let k = 0; k < K; k++) {
-            const gk = cb * dz[i * K + k];
-            if (gk === 0) continue;
-            for (let j = 0; j < h1; j++) {
-              gB[k * h1 + j] += gk * feat.yd[i * h1 + j];
-              ybar[j] += head[k * h1 + j] * gk;
-            }
-          }
-          const rc = u.c(pos), rr = u.r(pos);
-          for (let j = 0; j < h1; j++) {
-            rowCoef[j * nRows + rc] += ybar[j] * INPUT_SCALE;
-            rowCoef[j * nRows + rr] -= ybar[j] * INPUT_SCALE;
-          }
-        });
-      };
-      side(u.s, u.g.dZs, batch[b].support);
-      side(u.q, u.g.dZq, batch[b].query);
-    });
+    const { objective, losses, rowCoef, gTheta, gRho, gHead } = kspaceStep(params, y, batch, offsets, nRows, opts);
     const gW1 = await block.weightGrad(rowCoef, h1);
-    const gHead = headGrads(params, gB);
     // biases cancel in chosen - rejected: their gradients stay zero (orderedArrays fills them)
     const grads = orderedArrays(params, {
       sharedWeight: gTheta,
-      priorLogPrecision: isPersonal(params) ? gRho : undefined,
+      priorLogPrecision: gRho,
       layers: [gW1, ...gHead].map((weight) => ({ weight })),
     });
     return { objective, losses, grads };
