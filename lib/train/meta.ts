@@ -7,6 +7,8 @@ import type { TrainConfig } from "../presets.ts";
 import { adamInit, type AdamState, adamUpdate, clipGlobalNorm } from "./adam.ts";
 import { lrFactor, warmupSteps } from "./schedule.ts";
 import { metaStep, stepScratch, type StepTask, type TaskRows, taskRows } from "./step.ts";
+import { residentRows } from "../model/project.ts";
+import { DeviceTraining } from "./device.ts";
 
 /** Everything needed to continue training exactly where it stopped. */
 export interface TrainState {
@@ -73,29 +75,43 @@ export async function trainEpoch(
   const order = visitOrder(tr.seen.length, c.seed, epoch);
   const arrays = namedArrays(state.params).map(([, a]) => a);
   let lossSum = 0, objSum = 0, steps = 0, lr = 0, done = 0;
-  for (let i = 0; i < order.length; i += c.tasksPerBatch) {
-    const batch: StepTask[] = order.slice(i, i + c.tasksPerBatch).map((u) => {
-      const t = tr.seen[u];
-      const sq = supportQuery(t.entries, t.train, { seed: c.seed, userIndex: t.index, epoch, valRatio: c.valRatio });
-      return { rows: tr.rows[u], ...sq };
-    });
-    const res = await metaStep(state.params, embeddings, batch, {
-      innerLr: c.innerLr,
-      innerSteps: c.trainInnerEpochs,
-      firstOrder: c.firstOrder,
-      rpoRho: c.rpoRho,
-      rpoGamma: c.rpoGamma,
-      objective: c.objective ?? "rpo",
-    }, tr.scratch);
-    clipGlobalNorm(res.grads, c.clipNorm);
-    lr = c.metaLr * lrFactor(state.step, total, warm);
-    adamUpdate(state.adam, arrays, res.grads, lr);
-    state.step++;
-    steps++;
-    objSum += res.objective;
-    for (const l of res.losses) lossSum += l;
-    done += batch.length;
-    onStep?.(done, lossSum / done);
+  const opts = {
+    innerLr: c.innerLr,
+    innerSteps: c.trainInnerEpochs,
+    firstOrder: c.firstOrder,
+    rpoRho: c.rpoRho,
+    rpoGamma: c.rpoGamma,
+    objective: c.objective ?? "rpo",
+  };
+  // webgpu with the store resident: parameters and Adam stay on the GPU for the epoch
+  const store = residentRows(embeddings, state.params.dim);
+  const device = store ? new DeviceTraining(state, store) : undefined;
+  try {
+    for (let i = 0; i < order.length; i += c.tasksPerBatch) {
+      const batch: StepTask[] = order.slice(i, i + c.tasksPerBatch).map((u) => {
+        const t = tr.seen[u];
+        const sq = supportQuery(t.entries, t.train, { seed: c.seed, userIndex: t.index, epoch, valRatio: c.valRatio });
+        return { rows: tr.rows[u], ...sq };
+      });
+      lr = c.metaLr * lrFactor(state.step, total, warm);
+      let res: { objective: number; losses: number[] };
+      if (device) {
+        res = await device.step(batch, opts, lr, c.clipNorm);
+      } else {
+        const r = await metaStep(state.params, embeddings, batch, opts, tr.scratch);
+        clipGlobalNorm(r.grads, c.clipNorm);
+        adamUpdate(state.adam, arrays, r.grads, lr);
+        res = r;
+      }
+      state.step++;
+      steps++;
+      objSum += res.objective;
+      for (const l of res.losses) lossSum += l;
+      done += batch.length;
+      onStep?.(done, lossSum / done);
+    }
+  } finally {
+    await device?.finish();
   }
   state.epoch++;
   return {

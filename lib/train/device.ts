@@ -1,0 +1,144 @@
+/**
+ * Meta-training with the parameters and the optimizer on the GPU (webgpu backend, store
+ * resident there): an epoch's steps send row indices and the K-space results up, and read
+ * back once per step. That one readback carries the step's projected rows together with
+ * the small parameters (shared_weight, prior, head layers) the host's float64 K-space
+ * math needs. The first layer, every gradient product, the global-norm clip and Adam
+ * stay on the GPU, in float32. The host copy of the state is brought up to date once, at
+ * the end of the epoch (one more readback).
+ *
+ * Against the host path (wasm/cpu): the same arithmetic, except that Adam's update and
+ * the clip run in float32 instead of float64 per element; the weights after several
+ * epochs agree to about 1e-6 relative (tests/train/device_test.ts).
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
+import { gatherResident, type ResidentStore } from "../model/project.ts";
+import type { TrainState } from "./meta.ts";
+import { batchIndices, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
+
+const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
+
+/** The trainable arrays, their Adam moments, on the GPU for the length of an epoch. */
+export class DeviceTraining {
+  readonly #state: TrainState;
+  readonly #store: ResidentStore;
+  readonly #vars: tf.Variable[];
+  readonly #m: tf.Variable[];
+  readonly #v: tf.Variable[];
+  /** position of layers.0.weight among the arrays */
+  readonly #w1: number;
+  /** the other arrays' positions (read back every step) */
+  readonly #small: number[];
+
+  /** Uploads the state's parameters and Adam moments. */
+  constructor(state: TrainState, store: ResidentStore) {
+    this.#state = state;
+    this.#store = store;
+    const named = namedArrays(state.params);
+    this.#w1 = named.findIndex(([n]) => n === "layers.0.weight");
+    this.#small = named.map((_, i) => i).filter((i) => i !== this.#w1);
+    const shape = (i: number) => {
+      const l0 = state.params.layers[0];
+      return i === this.#w1 ? [l0.out, l0.in] : [named[i][1].length];
+    };
+    const upload = (a: Float32Array, i: number, trainable: boolean) => {
+      const t = tf.tensor(a, shape(i));
+      const v = tf.variable(t, trainable);
+      t.dispose();
+      return v;
+    };
+    this.#vars = named.map(([, a], i) => upload(a, i, true));
+    this.#m = state.adam.m.map((a, i) => upload(a, i, false));
+    this.#v = state.adam.v.map((a, i) => upload(a, i, false));
+  }
+
+  /**
+   * One outer step: project the batch's rows, read them back with the small parameters
+   * (the step's only readback), run the K-space math on the host, then the first layer's
+   * gradient, the clip and Adam on the GPU.
+   */
+  async step(batch: StepTask[], opts: StepOptions, lr: number, clipNorm: number): Promise<{
+    objective: number;
+    losses: number[];
+  }> {
+    const params = this.#state.params, h1 = params.layers[0].out;
+    const offsets: number[] = [];
+    let nRows = 0;
+    for (const t of batch) {
+      offsets.push(nRows);
+      nRows += t.rows.rows.length;
+    }
+    const x = gatherResident(this.#store, batchIndices(batch));
+    try {
+      const both = tf.tidy(() => {
+        const y = tf.mul(tf.matMul(x, this.#vars[this.#w1], false, true), INPUT_SCALE);
+        return tf.concat([tf.reshape(y, [-1]), ...this.#small.map((i) => tf.reshape(this.#vars[i], [-1]))]);
+      });
+      const values = await both.data() as Float32Array;
+      both.dispose();
+      // the host's copy of the small parameters is the GPU's, as of this step
+      let at = nRows * h1;
+      const named = namedArrays(params);
+      for (const i of this.#small) {
+        const a = named[i][1];
+        a.set(values.subarray(at, at + a.length));
+        at += a.length;
+      }
+      const y = values.subarray(0, nRows * h1);
+      const k = kspaceStep(params, y, batch, offsets, nRows, opts);
+      const host = orderedArrays(params, {
+        sharedWeight: k.gTheta,
+        priorLogPrecision: k.gRho,
+        layers: [new Float64Array(0), ...k.gHead].map((weight) => ({ weight })),
+      });
+      this.#state.adam.step++;
+      const t = this.#state.adam.step;
+      const stepSize = lr / (1 - BETA1 ** t), bc2 = Math.sqrt(1 - BETA2 ** t);
+      tf.tidy(() => {
+        const grads = this.#vars.map((v, i) =>
+          i === this.#w1
+            ? tf.matMul(tf.tensor2d(k.rowCoef, [h1, nRows]), x)
+            : tf.tensor(Float32Array.from(host[i]), v.shape)
+        );
+        // global-norm clip, as clipGlobalNorm: scale = min(1, clip / (norm + 1e-6))
+        const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
+        const scale = tf.minimum(tf.scalar(1), tf.div(tf.scalar(clipNorm), tf.add(norm, 1e-6)));
+        grads.forEach((g0, i) => {
+          const g = tf.mul(g0, scale);
+          const m = tf.add(tf.mul(this.#m[i], BETA1), tf.mul(g, 1 - BETA1));
+          const v = tf.add(tf.mul(this.#v[i], BETA2), tf.mul(tf.square(g), 1 - BETA2));
+          this.#m[i].assign(m);
+          this.#v[i].assign(v);
+          this.#vars[i].assign(
+            tf.sub(this.#vars[i], tf.div(tf.mul(m, stepSize), tf.add(tf.div(tf.sqrt(v), bc2), EPS))),
+          );
+        });
+      });
+      return { objective: k.objective, losses: k.losses };
+    } finally {
+      x.dispose();
+    }
+  }
+
+  /** Brings the host state up to date (one readback) and frees the GPU copies. */
+  async finish(): Promise<void> {
+    const all = tf.tidy(() => tf.concat([...this.#vars, ...this.#m, ...this.#v].map((t) => tf.reshape(t, [-1]))));
+    const values = await all.data() as Float32Array;
+    all.dispose();
+    let at = 0;
+    const take = (a: Float32Array) => {
+      a.set(values.subarray(at, at + a.length));
+      at += a.length;
+    };
+    namedArrays(this.#state.params).forEach(([, a]) => take(a));
+    this.#state.adam.m.forEach(take);
+    this.#state.adam.v.forEach(take);
+    this.dispose();
+  }
+
+  /** Frees the GPU copies without reading them back. */
+  dispose(): void {
+    [...this.#vars, ...this.#m, ...this.#v].forEach((t) => t.dispose());
+  }
+}
