@@ -6,7 +6,7 @@
  * Usage: deno run -A bench/gpu_check.ts (USERS=1000,10000 store sizes, OUT=DIR writes
  * gpu_check.json, SKIP_ENCODER=1 skips the encoder part). It counts the host round
  * trips of a meta-training step and of an evaluation: tensor readbacks (data/dataSync)
- * and uploads (the backend's writes).
+ * and uploads (on webgpu, values sent to GPU memory; on wasm, tensors made from host values).
  *
  * Measured 2026-11-26 on an NVIDIA H200 (16 cores): adapter found, `auto` chose webgpu
  * (before this check made wasm the default); PRISM-size epoch wasm 0.21 s vs webgpu
@@ -42,13 +42,18 @@ for (const name of ["data", "dataSync"]) {
   };
 }
 function countUploads(): void {
+  // webgpu: values sent to GPU memory (uploadToGPU; small tensors that tfjs computes on the
+  // host never are); wasm/cpu: tensors created from host values (write)
   // deno-lint-ignore no-explicit-any
   const backend = tf.backend() as any;
   if (backend.__counted) return;
-  const write = backend.write.bind(backend);
-  backend.write = (...args: unknown[]) => {
-    trips.uploads++;
-    return write(...args);
+  const name = typeof backend.uploadToGPU === "function" ? "uploadToGPU" : "write";
+  const orig = backend[name].bind(backend);
+  backend[name] = (...args: unknown[]) => {
+    // uploadToGPU returns at once for data already on the GPU; count only real transfers
+    const data = name === "uploadToGPU" ? backend.tensorMap.get(args[0]) : undefined;
+    if (name === "write" || (data?.resource == null && data?.values != null)) trips.uploads++;
+    return orig(...args);
   };
   backend.__counted = true;
 }

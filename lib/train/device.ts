@@ -18,6 +18,10 @@ import type { TrainState } from "./meta.ts";
 import { batchIndices, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
+/** The numbers at the head of a step's upload (see step()). */
+const NUMBERS = 10;
+/** tfjs-webgpu computes ops on host-side tensors below 1000 values on the host (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD). */
+const CPU_FORWARD_MIN = 1000;
 
 /** The trainable arrays, their Adam moments, on the GPU for the length of an epoch. */
 export class DeviceTraining {
@@ -30,6 +34,8 @@ export class DeviceTraining {
   readonly #w1: number;
   /** the other arrays' positions (read back every step) */
   readonly #small: number[];
+  /** the input scale 0.01 as a GPU scalar (one upload per epoch, not per step) */
+  readonly #inputScale: tf.Scalar;
 
   /** Uploads the state's parameters and Adam moments. */
   constructor(state: TrainState, store: ResidentStore) {
@@ -48,6 +54,7 @@ export class DeviceTraining {
       t.dispose();
       return v;
     };
+    this.#inputScale = tf.scalar(INPUT_SCALE);
     this.#vars = named.map(([, a], i) => upload(a, i, true));
     this.#m = state.adam.m.map((a, i) => upload(a, i, false));
     this.#v = state.adam.v.map((a, i) => upload(a, i, false));
@@ -72,7 +79,7 @@ export class DeviceTraining {
     const x = gatherResident(this.#store, batchIndices(batch));
     try {
       const both = tf.tidy(() => {
-        const y = tf.mul(tf.matMul(x, this.#vars[this.#w1], false, true), INPUT_SCALE);
+        const y = tf.mul(tf.matMul(x, this.#vars[this.#w1], false, true), this.#inputScale);
         return tf.concat([tf.reshape(y, [-1]), ...this.#small.map((i) => tf.reshape(this.#vars[i], [-1]))]);
       });
       const values = await both.data() as Float32Array;
@@ -95,24 +102,39 @@ export class DeviceTraining {
       this.#state.adam.step++;
       const t = this.#state.adam.step;
       const stepSize = lr / (1 - BETA1 ** t), bc2 = Math.sqrt(1 - BETA2 ** t);
+      // One upload carries the step's numbers: step size, 1 / sqrt(bias correction 2), clip,
+      // Adam's constants, the host gradients. It is padded to CPU_FORWARD_MIN values so tfjs
+      // slices it on the GPU; a smaller one would be sliced on the host and every slice
+      // uploaded on its own.
+      const hostLen = this.#small.reduce((n, i) => n + host[i].length, 0);
+      const packed = new Float32Array(Math.max(CPU_FORWARD_MIN, NUMBERS + hostLen));
+      packed.set([stepSize, 1 / bc2, clipNorm, BETA1, 1 - BETA1, BETA2, 1 - BETA2, EPS, 1, 1e-6]);
+      let off = NUMBERS;
+      for (const i of this.#small) {
+        packed.set(host[i], off);
+        off += host[i].length;
+      }
       tf.tidy(() => {
-        const grads = this.#vars.map((v, i) =>
-          i === this.#w1
-            ? tf.matMul(tf.tensor2d(k.rowCoef, [h1, nRows]), x)
-            : tf.tensor(Float32Array.from(host[i]), v.shape)
-        );
+        const up = tf.tensor1d(packed);
+        const num = (j: number) => tf.slice(up, [j], [1]);
+        const grads: tf.Tensor[] = new Array(this.#vars.length);
+        grads[this.#w1] = tf.matMul(tf.tensor2d(k.rowCoef, [h1, nRows]), x);
+        off = NUMBERS;
+        for (const i of this.#small) {
+          grads[i] = tf.reshape(tf.slice(up, [off], [host[i].length]), this.#vars[i].shape);
+          off += host[i].length;
+        }
         // global-norm clip, as clipGlobalNorm: scale = min(1, clip / (norm + 1e-6))
         const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
-        const scale = tf.minimum(tf.scalar(1), tf.div(tf.scalar(clipNorm), tf.add(norm, 1e-6)));
+        const scale = tf.minimum(num(8), tf.div(num(2), tf.add(norm, num(9))));
         grads.forEach((g0, i) => {
           const g = tf.mul(g0, scale);
-          const m = tf.add(tf.mul(this.#m[i], BETA1), tf.mul(g, 1 - BETA1));
-          const v = tf.add(tf.mul(this.#v[i], BETA2), tf.mul(tf.square(g), 1 - BETA2));
+          const m = tf.add(tf.mul(this.#m[i], num(3)), tf.mul(g, num(4)));
+          const v = tf.add(tf.mul(this.#v[i], num(5)), tf.mul(tf.square(g), num(6)));
           this.#m[i].assign(m);
           this.#v[i].assign(v);
-          this.#vars[i].assign(
-            tf.sub(this.#vars[i], tf.div(tf.mul(m, stepSize), tf.add(tf.div(tf.sqrt(v), bc2), EPS))),
-          );
+          const denom = tf.add(tf.mul(tf.sqrt(v), num(1)), num(7));
+          this.#vars[i].assign(tf.sub(this.#vars[i], tf.div(tf.mul(m, num(0)), denom)));
         });
       });
       return { objective: k.objective, losses: k.losses };
@@ -139,6 +161,6 @@ export class DeviceTraining {
 
   /** Frees the GPU copies without reading them back. */
   dispose(): void {
-    [...this.#vars, ...this.#m, ...this.#v].forEach((t) => t.dispose());
+    [...this.#vars, ...this.#m, ...this.#v, this.#inputScale].forEach((t) => t.dispose());
   }
 }
