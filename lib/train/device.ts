@@ -15,7 +15,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
 import { gatherResident, type ResidentStore } from "../model/project.ts";
 import type { TrainState } from "./meta.ts";
-import { batchIndices, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
+import { batchIndices, batchLayout, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 /** The numbers at the head of a step's upload (see step()). */
@@ -70,12 +70,7 @@ export class DeviceTraining {
     losses: number[];
   }> {
     const params = this.#state.params, h1 = params.layers[0].out;
-    const offsets: number[] = [];
-    let nRows = 0;
-    for (const t of batch) {
-      offsets.push(nRows);
-      nRows += t.rows.rows.length;
-    }
+    const { offsets, nRows } = batchLayout(batch.map((t) => t.rows));
     const x = gatherResident(this.#store, batchIndices(batch));
     try {
       const both = tf.tidy(() => {

@@ -92,11 +92,17 @@ export function gatherBatch(
   scratch: Float32Array,
   copy = true,
 ): { offsets: number[]; nRows: number } {
+  const layout = batchLayout(rows);
+  if (copy) rows.forEach((r, b) => gatherRows(embeddings, dim, r.rows, scratch, layout.offsets[b]));
+  return layout;
+}
+
+/** Where each user's rows start when a batch's rows are laid out one user after another, and how many in all. */
+export function batchLayout(rows: TaskRows[]): { offsets: number[]; nRows: number } {
   const offsets: number[] = [];
   let nRows = 0;
   for (const r of rows) {
     offsets.push(nRows);
-    if (copy) gatherRows(embeddings, dim, r.rows, scratch, nRows);
     nRows += r.rows.length;
   }
   return { offsets, nRows };
