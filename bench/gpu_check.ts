@@ -31,7 +31,14 @@ console.log(`adapter: ${adapter ? JSON.stringify(adapter.info) : "none"}; hardwa
 console.log(`auto backend: ${await initBackend("auto")} (hardware GPU: ${await hasHardwareGpu()})`);
 
 /** Host round trips: tensor readbacks (data/dataSync) and uploads (backend writes), counted while a function runs. */
-const trips = { readbacks: 0, uploads: 0 };
+const trips = { readbacks: 0, uploads: 0, kernels: 0 };
+// deno-lint-ignore no-explicit-any
+const engine = tf.engine() as any;
+const runKernel = engine.runKernel.bind(engine);
+engine.runKernel = (...args: unknown[]) => {
+  trips.kernels++;
+  return runKernel(...args);
+};
 // deno-lint-ignore no-explicit-any
 const proto = tf.Tensor.prototype as any;
 for (const name of ["data", "dataSync"]) {
@@ -80,7 +87,7 @@ for (const users of (Deno.env.get("USERS") ?? "1000,10000").split(",").map(Numbe
     countUploads();
     const state = initialState(initParams(store.dim, { seed: 42 }));
     const times: number[] = [];
-    let perStep = { readbacks: 0, uploads: 0 };
+    let perStep = { readbacks: 0, uploads: 0, kernels: 0 };
     for (let e = 0; e < 3; e++) {
       const before = { ...trips }, t = performance.now();
       await trainEpoch(state, store.embeddings, trainer, config);
@@ -88,23 +95,31 @@ for (const users of (Deno.env.get("USERS") ?? "1000,10000").split(",").map(Numbe
       perStep = {
         readbacks: (trips.readbacks - before.readbacks) / steps,
         uploads: (trips.uploads - before.uploads) / steps,
+        kernels: (trips.kernels - before.kernels) / steps,
       };
     }
     const evals: number[] = [];
-    let acc = 0, evalTrips = { readbacks: 0, uploads: 0 };
+    let acc = 0, evalTrips = { readbacks: 0, uploads: 0, kernels: 0 };
     for (let e = 0; e < 2; e++) {
       const before = { ...trips }, t = performance.now();
       acc =
         (await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: 1 })).overall.mean;
       evals.push((performance.now() - t) / 1000);
-      evalTrips = { readbacks: trips.readbacks - before.readbacks, uploads: trips.uploads - before.uploads };
+      evalTrips = {
+        readbacks: trips.readbacks - before.readbacks,
+        uploads: trips.uploads - before.uploads,
+        kernels: trips.kernels - before.kernels,
+      };
     }
     results[backend] = Array.from(state.params.layers[0].weight.subarray(0, 64));
     console.log(
       `${backend} (${tf.getBackend()}): epochs ${times.map((x) => x.toFixed(3)).join(" ")} s; evaluations ${
         evals.map((x) => x.toFixed(3)).join(" ")
-      } s; overall acc ${acc.toFixed(4)}; per step ${perStep.readbacks} readbacks, ${perStep.uploads} uploads; ` +
-        `per evaluation ${evalTrips.readbacks} readbacks, ${evalTrips.uploads} uploads`,
+      } s; overall acc ${acc.toFixed(4)}; per step ${perStep.readbacks.toFixed(2)} readbacks, ${
+        perStep.uploads.toFixed(2)
+      } uploads, ${
+        perStep.kernels.toFixed(1)
+      } tfjs kernels; per evaluation ${evalTrips.readbacks} readbacks, ${evalTrips.uploads} uploads, ${evalTrips.kernels} kernels`,
     );
     report.push({ users, backend, gib, steps, epochs: times, evaluations: evals, acc, perStep, evalTrips });
   }

@@ -23,17 +23,25 @@ const NUMBERS = 10;
 /** tfjs-webgpu computes ops on host-side tensors below 1000 values on the host (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD). */
 const CPU_FORWARD_MIN = 1000;
 
-/** The trainable arrays, their Adam moments, on the GPU for the length of an epoch. */
+/**
+ * The trainable arrays and their Adam moments on the GPU for the length of an epoch, each
+ * kept as one flat buffer: the small arrays first (in namedArrays order), then the first
+ * layer. The clip and Adam are then a fixed handful of kernels per step, however many
+ * arrays the model has, and the small arrays are one contiguous slice to read back.
+ */
 export class DeviceTraining {
   readonly #state: TrainState;
   readonly #store: ResidentStore;
-  readonly #vars: tf.Variable[];
-  readonly #m: tf.Variable[];
-  readonly #v: tf.Variable[];
-  /** position of layers.0.weight among the arrays */
+  /** parameters, first and second moments: flat, [small arrays..., layers.0.weight] */
+  readonly #p: tf.Variable;
+  readonly #m: tf.Variable;
+  readonly #v: tf.Variable;
+  /** position of layers.0.weight among namedArrays */
   readonly #w1: number;
-  /** the other arrays' positions (read back every step) */
+  /** the other arrays' positions, in the order they sit at the head of the buffers */
   readonly #small: number[];
+  /** values in the small arrays together (the first layer starts there) */
+  readonly #smallLen: number;
   /** the input scale 0.01 as a GPU scalar (one upload per epoch, not per step) */
   readonly #inputScale: tf.Scalar;
 
@@ -44,20 +52,37 @@ export class DeviceTraining {
     const named = namedArrays(state.params);
     this.#w1 = named.findIndex(([n]) => n === "layers.0.weight");
     this.#small = named.map((_, i) => i).filter((i) => i !== this.#w1);
-    const shape = (i: number) => {
-      const l0 = state.params.layers[0];
-      return i === this.#w1 ? [l0.out, l0.in] : [named[i][1].length];
-    };
-    const upload = (a: Float32Array, i: number, trainable: boolean) => {
-      const t = tf.tensor(a, shape(i));
+    this.#smallLen = this.#small.reduce((n, i) => n + named[i][1].length, 0);
+    const upload = (arrays: Float32Array[], trainable: boolean) => {
+      const t = tf.tensor1d(this.#flatten(arrays));
       const v = tf.variable(t, trainable);
       t.dispose();
       return v;
     };
     this.#inputScale = tf.scalar(INPUT_SCALE);
-    this.#vars = named.map(([, a], i) => upload(a, i, true));
-    this.#m = state.adam.m.map((a, i) => upload(a, i, false));
-    this.#v = state.adam.v.map((a, i) => upload(a, i, false));
+    this.#p = upload(named.map(([, a]) => a), true);
+    this.#m = upload(state.adam.m, false);
+    this.#v = upload(state.adam.v, false);
+  }
+
+  /** Arrays in namedArrays order, laid out as the buffers are. */
+  #flatten(arrays: ArrayLike<number>[]): Float32Array {
+    const out = new Float32Array(this.#smallLen + arrays[this.#w1].length);
+    let at = 0;
+    for (const i of [...this.#small, this.#w1]) {
+      out.set(arrays[i], at);
+      at += arrays[i].length;
+    }
+    return out;
+  }
+
+  /** Copies a buffer's values back into arrays in namedArrays order. */
+  #unflatten(values: Float32Array, arrays: Float32Array[]): void {
+    let at = 0;
+    for (const i of [...this.#small, this.#w1]) {
+      arrays[i].set(values.subarray(at, at + arrays[i].length));
+      at += arrays[i].length;
+    }
   }
 
   /**
@@ -69,26 +94,26 @@ export class DeviceTraining {
     objective: number;
     losses: number[];
   }> {
-    const params = this.#state.params, h1 = params.layers[0].out;
+    const params = this.#state.params, l0 = params.layers[0], h1 = l0.out, S = this.#smallLen;
     const { offsets, nRows } = batchLayout(batch.map((t) => t.rows));
     const x = gatherResident(this.#store, batchIndices(batch));
     try {
       const both = tf.tidy(() => {
-        const y = tf.mul(tf.matMul(x, this.#vars[this.#w1], false, true), this.#inputScale);
-        return tf.concat([tf.reshape(y, [-1]), ...this.#small.map((i) => tf.reshape(this.#vars[i], [-1]))]);
+        const w1 = tf.reshape(tf.slice(this.#p, [S], [h1 * l0.in]), [h1, l0.in]);
+        const y = tf.mul(tf.matMul(x, w1, false, true), this.#inputScale);
+        return tf.concat([tf.reshape(y, [-1]), tf.slice(this.#p, [0], [S])]);
       });
       const values = await both.data() as Float32Array;
       both.dispose();
       // the host's copy of the small parameters is the GPU's, as of this step
-      let at = nRows * h1;
       const named = namedArrays(params);
+      let at = nRows * h1;
       for (const i of this.#small) {
         const a = named[i][1];
         a.set(values.subarray(at, at + a.length));
         at += a.length;
       }
-      const y = values.subarray(0, nRows * h1);
-      const k = kspaceStep(params, y, batch, offsets, nRows, opts);
+      const k = kspaceStep(params, values.subarray(0, nRows * h1), batch, offsets, nRows, opts);
       const host = orderedArrays(params, {
         sharedWeight: k.gTheta,
         priorLogPrecision: k.gRho,
@@ -97,12 +122,11 @@ export class DeviceTraining {
       this.#state.adam.step++;
       const t = this.#state.adam.step;
       const stepSize = lr / (1 - BETA1 ** t), bc2 = Math.sqrt(1 - BETA2 ** t);
-      // One upload carries the step's numbers: step size, 1 / sqrt(bias correction 2), clip,
-      // Adam's constants, the host gradients. It is padded to CPU_FORWARD_MIN values so tfjs
-      // slices it on the GPU; a smaller one would be sliced on the host and every slice
-      // uploaded on its own.
-      const hostLen = this.#small.reduce((n, i) => n + host[i].length, 0);
-      const packed = new Float32Array(Math.max(CPU_FORWARD_MIN, NUMBERS + hostLen));
+      // One upload carries the step's numbers (step size, 1 / sqrt(bias correction 2), clip,
+      // Adam's constants) and the host gradients. It is padded to CPU_FORWARD_MIN values so
+      // tfjs slices it on the GPU; a smaller one would be sliced on the host and every
+      // slice uploaded on its own.
+      const packed = new Float32Array(Math.max(CPU_FORWARD_MIN, NUMBERS + S));
       packed.set([stepSize, 1 / bc2, clipNorm, BETA1, 1 - BETA1, BETA2, 1 - BETA2, EPS, 1, 1e-6]);
       let off = NUMBERS;
       for (const i of this.#small) {
@@ -112,25 +136,17 @@ export class DeviceTraining {
       tf.tidy(() => {
         const up = tf.tensor1d(packed);
         const num = (j: number) => tf.slice(up, [j], [1]);
-        const grads: tf.Tensor[] = new Array(this.#vars.length);
-        grads[this.#w1] = tf.matMul(tf.tensor2d(k.rowCoef, [h1, nRows]), x);
-        off = NUMBERS;
-        for (const i of this.#small) {
-          grads[i] = tf.reshape(tf.slice(up, [off], [host[i].length]), this.#vars[i].shape);
-          off += host[i].length;
-        }
+        const gW1 = tf.reshape(tf.matMul(tf.tensor2d(k.rowCoef, [h1, nRows]), x), [-1]);
+        const g0 = tf.concat([tf.slice(up, [NUMBERS], [S]), gW1]);
         // global-norm clip, as clipGlobalNorm: scale = min(1, clip / (norm + 1e-6))
-        const norm = tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g)))));
-        const scale = tf.minimum(num(8), tf.div(num(2), tf.add(norm, num(9))));
-        grads.forEach((g0, i) => {
-          const g = tf.mul(g0, scale);
-          const m = tf.add(tf.mul(this.#m[i], num(3)), tf.mul(g, num(4)));
-          const v = tf.add(tf.mul(this.#v[i], num(5)), tf.mul(tf.square(g), num(6)));
-          this.#m[i].assign(m);
-          this.#v[i].assign(v);
-          const denom = tf.add(tf.mul(tf.sqrt(v), num(1)), num(7));
-          this.#vars[i].assign(tf.sub(this.#vars[i], tf.div(tf.mul(m, num(0)), denom)));
-        });
+        const norm = tf.sqrt(tf.sum(tf.square(g0)));
+        const g = tf.mul(g0, tf.minimum(num(8), tf.div(num(2), tf.add(norm, num(9)))));
+        const m = tf.add(tf.mul(this.#m, num(3)), tf.mul(g, num(4)));
+        const v = tf.add(tf.mul(this.#v, num(5)), tf.mul(tf.square(g), num(6)));
+        this.#m.assign(m);
+        this.#v.assign(v);
+        const denom = tf.add(tf.mul(tf.sqrt(v), num(1)), num(7));
+        this.#p.assign(tf.sub(this.#p, tf.div(tf.mul(m, num(0)), denom)));
       });
       return { objective: k.objective, losses: k.losses };
     } finally {
@@ -140,22 +156,18 @@ export class DeviceTraining {
 
   /** Brings the host state up to date (one readback) and frees the GPU copies. */
   async finish(): Promise<void> {
-    const all = tf.tidy(() => tf.concat([...this.#vars, ...this.#m, ...this.#v].map((t) => tf.reshape(t, [-1]))));
+    const all = tf.tidy(() => tf.concat([this.#p, this.#m, this.#v]));
     const values = await all.data() as Float32Array;
     all.dispose();
-    let at = 0;
-    const take = (a: Float32Array) => {
-      a.set(values.subarray(at, at + a.length));
-      at += a.length;
-    };
-    namedArrays(this.#state.params).forEach(([, a]) => take(a));
-    this.#state.adam.m.forEach(take);
-    this.#state.adam.v.forEach(take);
+    const n = this.#p.size;
+    this.#unflatten(values.subarray(0, n), namedArrays(this.#state.params).map(([, a]) => a));
+    this.#unflatten(values.subarray(n, 2 * n), this.#state.adam.m);
+    this.#unflatten(values.subarray(2 * n), this.#state.adam.v);
     this.dispose();
   }
 
   /** Frees the GPU copies without reading them back. */
   dispose(): void {
-    [...this.#vars, ...this.#m, ...this.#v, this.#inputScale].forEach((t) => t.dispose());
+    [this.#p, this.#m, this.#v, this.#inputScale].forEach((t) => t.dispose());
   }
 }
