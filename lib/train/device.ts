@@ -9,7 +9,7 @@
  *
  * Against the host path (wasm/cpu): the same arithmetic, except that Adam's update and
  * the clip run in float32 instead of float64 per element; the weights after several
- * epochs agree to about 1e-6 relative (tests/train/device_test.ts).
+ * epochs agree to about 1e-7 relative (tests/train/device_test.ts).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
