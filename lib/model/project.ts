@@ -21,7 +21,13 @@ export function transposeScaled(l: Layer, scale: number): Float32Array {
  * coef^T X on the CPU: out (k x H) = coef (k x n) * X (n x H), four rows at a time
  * so each pass over the output reads four input rows.
  */
-export function rowCombination(x: Float32Array, coef: Float32Array, n: number, dim: number, k: number): Float64Array {
+export function rowCombination(
+  x: Float32Array | Float64Array,
+  coef: Float32Array | Float64Array,
+  n: number,
+  dim: number,
+  k: number,
+): Float64Array {
   const out = new Float64Array(k * dim);
   let r = 0;
   for (; r + 4 <= n; r += 4) {

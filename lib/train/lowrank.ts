@@ -15,6 +15,7 @@
  */
 import { PyRandom } from "../data/rng.ts";
 import { sigmoid, softplus } from "../model/kspace.ts";
+import { rowCombination } from "../model/project.ts";
 
 /** Pair differences of the users, row-major, and where each user's rows start. */
 export interface PairRows {
@@ -199,22 +200,13 @@ export function topSvd(
   r: number,
   { start, iterations = 30, rng }: { start?: Float64Array; iterations?: number; rng: PyRandom },
 ): TopSvd {
-  let v = start ? Float64Array.from(start) : Float64Array.from({ length: r * cols }, () => rng.normal());
+  let v: Float64Array = start ? Float64Array.from(start) : Float64Array.from({ length: r * cols }, () => rng.normal());
   orthonormalRows(v, r, cols);
   const t = new Float64Array(r * rows);
   for (let it = 0; it < iterations; it++) {
     projectRows(a, rows, cols, v, r, t);
     orthonormalRows(t, r, rows);
-    v = new Float64Array(r * cols);
-    for (let j = 0; j < r; j++) {
-      const vj = j * cols;
-      for (let i = 0; i < rows; i++) {
-        const c = t[j * rows + i];
-        if (c === 0) continue;
-        const ai = i * cols;
-        for (let h = 0; h < cols; h++) v[vj + h] += c * a[ai + h];
-      }
-    }
+    v = rowCombination(a, t, rows, cols, r); // t A
     orthonormalRows(v, r, cols);
   }
   // Rayleigh–Ritz: B = A V^T (rows x r) held in t as r x rows; eig of B^T B
