@@ -216,9 +216,9 @@ async function trainIn(store: EmbeddingStore, config: TrainConfig, opts: RunOpti
       const perUser = (performance.now() - t0) / 1000 / Math.max(1, rate);
       const eta = perUser * ((config.epochs - ep + 1) * seen.length - done);
       log.status(
-        `epoch ${ep}/${config.epochs}  ${done}/${seen.length} users  ${(1 / perUser).toFixed(0)} users/s  loss ${
-          loss.toFixed(4)
-        }  ETA ${formatDuration(eta)}`,
+        `epoch ${ep}/${config.epochs}  ${done}/${seen.length} users  ${(1 / perUser).toFixed(0)} users/s  ${
+          Number.isFinite(loss) ? `loss ${loss.toFixed(4)}  ` : ""
+        }ETA ${formatDuration(eta)}`,
       );
     });
     ranThisCall++;

@@ -16,6 +16,7 @@ import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
 import { gatherResident, type ResidentStore } from "../model/project.ts";
 import type { TrainState } from "./meta.ts";
 import { batchIndices, batchLayout, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
+import { KSPACE_GPU_LIMITS, kspaceGpu } from "./kspace_gpu.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 /** The numbers at the head of a step's upload (see step()). */
@@ -44,6 +45,10 @@ export class DeviceTraining {
   readonly #smallLen: number;
   /** the input scale 0.01 as a GPU scalar (one upload per epoch, not per step) */
   readonly #inputScale: tf.Scalar;
+  /** where each named array starts in the flat buffers */
+  readonly #offset: number[];
+  /** per fused step: [objective, each user's loss], kept on the GPU until finish() */
+  readonly #stats: tf.Tensor[] = [];
 
   /** Uploads the state's parameters and Adam moments. */
   constructor(state: TrainState, store: ResidentStore) {
@@ -59,6 +64,12 @@ export class DeviceTraining {
       t.dispose();
       return v;
     };
+    this.#offset = new Array(named.length);
+    let at = 0;
+    for (const i of [...this.#small, this.#w1]) {
+      this.#offset[i] = at;
+      at += named[i][1].length;
+    }
     this.#inputScale = tf.scalar(INPUT_SCALE);
     this.#p = upload(named.map(([, a]) => a), true);
     this.#m = upload(state.adam.m, false);
@@ -85,8 +96,137 @@ export class DeviceTraining {
     }
   }
 
+  /** Whether a step with these settings runs wholly on the GPU (stepOnGpu), not through the host. */
+  fusable(batch: StepTask[]): boolean {
+    return batch.length <= KSPACE_GPU_LIMITS.users;
+  }
+
   /**
-   * One outer step: project the batch's rows, read them back with the small parameters
+   * One outer step with nothing read back: the step's pairs are gathered from the
+   * resident store by row index, projected, mapped to K-space, and the K-space kernel
+   * (lib/train/kspace_gpu.ts) gives the objective's gradient with respect to every pair
+   * feature and the small arrays; the first layer's and the head's gradients are products
+   * of those with the pairs, then the clip and Adam. The step uploads its row indices,
+   * the users' pair ranges and the step's numbers; its objective and losses stay on the
+   * GPU until finish().
+   */
+  stepOnGpu(batch: StepTask[], opts: StepOptions, lr: number, clipNorm: number): void {
+    const params = this.#state.params, layers = params.layers, l0 = layers[0], h1 = l0.out, H = l0.in;
+    const K = layers.at(-1)!.out, B = batch.length, S = this.#smallLen;
+    const named = namedArrays(params);
+    const at = (name: string) => this.#offset[named.findIndex(([n]) => n === name)];
+    // the step's pairs, each user's support pairs then its query pairs, as store rows
+    let P = 0;
+    for (const t of batch) P += t.support.length + t.query.length;
+    const idx = new Int32Array(2 * P), meta = new Int32Array(Math.max(CPU_FORWARD_MIN, 4 * B));
+    let p = 0;
+    batch.forEach((t, b) => {
+      const put = (pos: number) => {
+        idx[p] = t.rows.rows[t.rows.localChosen[pos]];
+        idx[P + p] = t.rows.rows[t.rows.localRejected[pos]];
+        p++;
+      };
+      meta[4 * b] = p;
+      meta[4 * b + 1] = t.support.length;
+      t.support.forEach(put);
+      meta[4 * b + 2] = p;
+      meta[4 * b + 3] = t.query.length;
+      t.query.forEach(put);
+    });
+    this.#state.adam.step++;
+    const t = this.#state.adam.step;
+    const packed = new Float32Array(CPU_FORWARD_MIN);
+    packed.set([
+      lr / (1 - BETA1 ** t),
+      1 / Math.sqrt(1 - BETA2 ** t),
+      clipNorm,
+      BETA1,
+      1 - BETA1,
+      BETA2,
+      1 - BETA2,
+      EPS,
+      1,
+      1e-6,
+    ]);
+    const x = gatherResident(this.#store, idx);
+    try {
+      tf.tidy(() => {
+        const weight = (i: number) => {
+          const l = layers[i];
+          return tf.reshape(tf.slice(this.#p, [at(`layers.${i}.weight`)], [l.out * l.in]), [
+            l.out,
+            l.in,
+          ]) as tf.Tensor2D;
+        };
+        const xd = tf.sub(tf.slice(x, [0, 0], [P, H]), tf.slice(x, [P, 0], [P, H])) as tf.Tensor2D;
+        const w1 = tf.reshape(tf.slice(this.#p, [S], [h1 * H]), [h1, H]) as tf.Tensor2D;
+        const yd = tf.mul(tf.matMul(xd, w1, false, true), this.#inputScale) as tf.Tensor2D;
+        // the head B = W_n ... W_2 (K x h1); none with one layer
+        let head: tf.Tensor2D | undefined;
+        for (let i = 1; i < layers.length; i++) head = head ? tf.matMul(weight(i), head) : weight(i);
+        const z = head ? tf.matMul(yd, head, false, true) : yd;
+        const personal = params.priorLogPrecision !== undefined;
+        const out = kspaceGpu(z, tf.tensor1d(meta, "int32"), this.#p, {
+          k: K,
+          users: B,
+          pairs: P,
+          personal,
+          innerLr: opts.innerLr,
+          innerSteps: opts.innerSteps,
+          firstOrder: opts.firstOrder,
+          objective: opts.objective ?? "rpo",
+          rpoRho: opts.rpoRho,
+          rpoGamma: opts.rpoGamma,
+          thetaOffset: at("shared_weight"),
+          rhoOffset: personal ? at("prior_log_precision") : 0,
+        });
+        const dz = tf.reshape(tf.slice(out, [0], [P * K]), [P, K]) as tf.Tensor2D;
+        // dL/dB = dz^T yd, dL/dyd = dz B, dL/dW1 = scale (dL/dyd)^T xd
+        const ybar = head ? tf.matMul(dz, head) : dz;
+        const gW1 = tf.mul(tf.matMul(ybar, xd, true, false), this.#inputScale);
+        const gB = tf.matMul(dz, yd, true, false);
+        // layer i of the head: (W_n...W_{i+1})^T gB (W_{i-1}...W_2)^T
+        const headGrad = (i: number): tf.Tensor => {
+          let left: tf.Tensor2D | undefined, right: tf.Tensor2D | undefined;
+          for (let j = i + 1; j < layers.length; j++) left = left ? tf.matMul(weight(j), left) : weight(j);
+          for (let j = 1; j < i; j++) right = right ? tf.matMul(weight(j), right) : weight(j);
+          let g = left ? tf.matMul(left, gB, true, false) : gB;
+          if (right) g = tf.matMul(g, right, false, true);
+          return tf.reshape(g, [-1]);
+        };
+        const small = this.#small.map((i) => {
+          const name = named[i][0];
+          if (name === "shared_weight") return tf.slice(out, [P * K], [K]);
+          if (name === "prior_log_precision") return tf.slice(out, [P * K + K], [K]);
+          const m = /^layers\.(\d+)\.weight$/.exec(name);
+          // biases cancel in chosen - rejected: their gradients are zero
+          return m ? headGrad(Number(m[1])) : tf.zeros([named[i][1].length]);
+        });
+        this.#adam(tf.concat([...small, tf.reshape(gW1, [-1])]), tf.tensor1d(packed));
+        this.#stats.push(tf.keep(tf.slice(out, [P * K + 2 * K], [1 + B])));
+      });
+    } finally {
+      x.dispose();
+    }
+  }
+
+  /** The global-norm clip and Adam on the flat gradient g0; `up` holds the step's numbers (see step()). */
+  #adam(g0: tf.Tensor, up: tf.Tensor1D): void {
+    const num = (j: number) => tf.slice(up, [j], [1]);
+    // global-norm clip, as clipGlobalNorm: scale = min(1, clip / (norm + 1e-6))
+    const norm = tf.sqrt(tf.sum(tf.square(g0)));
+    const g = tf.mul(g0, tf.minimum(num(8), tf.div(num(2), tf.add(norm, num(9)))));
+    const m = tf.add(tf.mul(this.#m, num(3)), tf.mul(g, num(4)));
+    const v = tf.add(tf.mul(this.#v, num(5)), tf.mul(tf.square(g), num(6)));
+    this.#m.assign(m);
+    this.#v.assign(v);
+    const denom = tf.add(tf.mul(tf.sqrt(v), num(1)), num(7));
+    this.#p.assign(tf.sub(this.#p, tf.div(tf.mul(m, num(0)), denom)));
+  }
+
+  /**
+   * One outer step through the host, for settings the K-space kernel does not take
+   * (fusable() false): project the batch's rows, read them back with the small parameters
    * (the step's only readback), run the K-space math on the host, then the first layer's
    * gradient, the clip and Adam on the GPU.
    */
@@ -135,18 +275,8 @@ export class DeviceTraining {
       }
       tf.tidy(() => {
         const up = tf.tensor1d(packed);
-        const num = (j: number) => tf.slice(up, [j], [1]);
         const gW1 = tf.reshape(tf.matMul(tf.tensor2d(k.rowCoef, [h1, nRows]), x), [-1]);
-        const g0 = tf.concat([tf.slice(up, [NUMBERS], [S]), gW1]);
-        // global-norm clip, as clipGlobalNorm: scale = min(1, clip / (norm + 1e-6))
-        const norm = tf.sqrt(tf.sum(tf.square(g0)));
-        const g = tf.mul(g0, tf.minimum(num(8), tf.div(num(2), tf.add(norm, num(9)))));
-        const m = tf.add(tf.mul(this.#m, num(3)), tf.mul(g, num(4)));
-        const v = tf.add(tf.mul(this.#v, num(5)), tf.mul(tf.square(g), num(6)));
-        this.#m.assign(m);
-        this.#v.assign(v);
-        const denom = tf.add(tf.mul(tf.sqrt(v), num(1)), num(7));
-        this.#p.assign(tf.sub(this.#p, tf.div(tf.mul(m, num(0)), denom)));
+        this.#adam(tf.concat([tf.slice(up, [NUMBERS], [S]), gW1]), up);
       });
       return { objective: k.objective, losses: k.losses };
     } finally {
@@ -154,20 +284,31 @@ export class DeviceTraining {
     }
   }
 
-  /** Brings the host state up to date (one readback) and frees the GPU copies. */
-  async finish(): Promise<void> {
-    const all = tf.tidy(() => tf.concat([this.#p, this.#m, this.#v]));
+  /**
+   * Brings the host state up to date and returns what the GPU-only steps (stepOnGpu)
+   * computed, in step order: one readback for all of it. Frees the GPU copies.
+   */
+  async finish(): Promise<{ objective: number; losses: number[] }[]> {
+    const all = tf.tidy(() => tf.concat([this.#p, this.#m, this.#v, ...this.#stats.map((t) => tf.reshape(t, [-1]))]));
     const values = await all.data() as Float32Array;
     all.dispose();
     const n = this.#p.size;
     this.#unflatten(values.subarray(0, n), namedArrays(this.#state.params).map(([, a]) => a));
     this.#unflatten(values.subarray(n, 2 * n), this.#state.adam.m);
-    this.#unflatten(values.subarray(2 * n), this.#state.adam.v);
+    this.#unflatten(values.subarray(2 * n, 3 * n), this.#state.adam.v);
+    let at = 3 * n;
+    const stats = this.#stats.map((t) => {
+      const v = values.subarray(at, at + t.size);
+      at += t.size;
+      return { objective: v[0], losses: Array.from(v.subarray(1)) };
+    });
     this.dispose();
+    return stats;
   }
 
   /** Frees the GPU copies without reading them back. */
   dispose(): void {
-    [this.#p, this.#m, this.#v, this.#inputScale].forEach((t) => t.dispose());
+    [this.#p, this.#m, this.#v, this.#inputScale, ...this.#stats].forEach((t) => t.dispose());
+    this.#stats.length = 0;
   }
 }

@@ -9,6 +9,7 @@ import { lrFactor, warmupSteps } from "./schedule.ts";
 import { metaStep, stepScratch, type StepTask, type TaskRows, taskRows } from "./step.ts";
 import { residentRows } from "../model/project.ts";
 import { DeviceTraining } from "./device.ts";
+import { kspaceGpuReady } from "./kspace_gpu.ts";
 
 /** Everything needed to continue training exactly where it stopped. */
 export interface TrainState {
@@ -61,7 +62,11 @@ export function makeTrainer(seen: UserTask[], dim: number, tasksPerBatch: number
   return { seen, rows, scratch: stepScratch(rows, tasksPerBatch, dim) };
 }
 
-/** Runs the next epoch in place on `state`. `onStep` sees progress (users done). */
+/**
+ * Runs the next epoch in place on `state`. `onStep` sees progress: users done and their
+ * mean query loss so far (NaN while the steps run on the GPU, which reports the losses at
+ * the epoch's end).
+ */
 export async function trainEpoch(
   state: TrainState,
   embeddings: Float32Array,
@@ -74,7 +79,7 @@ export async function trainEpoch(
   const total = totalSteps(tr.seen.length, c), warm = warmupSteps(total, c.warmupRatio);
   const order = visitOrder(tr.seen.length, c.seed, epoch);
   const arrays = namedArrays(state.params).map(([, a]) => a);
-  let lossSum = 0, objSum = 0, steps = 0, lr = 0, done = 0;
+  let lossSum = 0, objSum = 0, steps = 0, lr = 0, done = 0, counted = 0;
   const opts = {
     innerLr: c.innerLr,
     innerSteps: c.trainInnerEpochs,
@@ -85,6 +90,7 @@ export async function trainEpoch(
   };
   // webgpu with the store resident: parameters and Adam stay on the GPU for the epoch
   const store = residentRows(embeddings, state.params.dim);
+  if (store) await kspaceGpuReady();
   const device = store ? new DeviceTraining(state, store) : undefined;
   try {
     for (let i = 0; i < order.length; i += c.tasksPerBatch) {
@@ -94,8 +100,11 @@ export async function trainEpoch(
         return { rows: tr.rows[u], ...sq };
       });
       lr = c.metaLr * lrFactor(state.step, total, warm);
-      let res: { objective: number; losses: number[] };
-      if (device) {
+      let res: { objective: number; losses: number[] } | undefined;
+      if (device?.fusable(batch)) {
+        // nothing comes back per step: the objective and losses arrive with finish()
+        device.stepOnGpu(batch, opts, lr, c.clipNorm);
+      } else if (device) {
         res = await device.step(batch, opts, lr, c.clipNorm);
       } else {
         const r = await metaStep(state.params, embeddings, batch, opts, tr.scratch);
@@ -105,13 +114,20 @@ export async function trainEpoch(
       }
       state.step++;
       steps++;
-      objSum += res.objective;
-      for (const l of res.losses) lossSum += l;
       done += batch.length;
-      onStep?.(done, lossSum / done);
+      if (res) {
+        objSum += res.objective;
+        for (const l of res.losses) lossSum += l;
+        counted += batch.length;
+      }
+      onStep?.(done, counted ? lossSum / counted : NaN);
     }
   } finally {
-    await device?.finish();
+    // the GPU-only steps' objectives and losses (an error above leaves them unread)
+    for (const r of (await device?.finish()) ?? []) {
+      objSum += r.objective;
+      for (const l of r.losses) lossSum += l;
+    }
   }
   state.epoch++;
   return {

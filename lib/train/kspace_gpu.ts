@@ -1,0 +1,516 @@
+/**
+ * The K-space part of a meta-training step as one WGSL kernel, run through
+ * tfjs-backend-webgpu's custom-program route so it sits in tfjs's command stream
+ * between the projection and the gradient products, with nothing read back.
+ *
+ * One workgroup, one thread per user of the step. Each thread runs its user's inner
+ * loop (MRM: Adam steps on softmax weights, differentiated through; mrm-p: the damped
+ * Newton MAP fit, differentiated implicitly), then thread 0 turns the users' query
+ * losses into the objective's coefficients (RPO or the mean), and every thread writes
+ * its pairs' dLoss/dz scaled by its coefficient. The arithmetic is the host's
+ * (`lib/model/kspace.ts`, `lib/model/personal.ts`, `lib/train/rpo.ts`) in float32,
+ * with two changes that float32 needs:
+ * - the first inner Adam step's derivative with respect to its gradient is the closed
+ *   form -lr eps / (|g| + eps)^2; the host's two terms of size lr / |g| cancel to it,
+ *   which float32 cannot resolve;
+ * - the Newton fit stops at float32's resolution (the gradient stops shrinking, at most
+ *   40 iterations) instead of at 1e-10.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+
+/** The most users per step the kernel takes (one workgroup; the host path runs larger steps). */
+export const KSPACE_GPU_LIMITS = { users: 64 } as const;
+
+/** What the kernel computes, and where in the flat parameter buffer its inputs are. */
+export interface KspaceGpuOptions {
+  /** base functions K */
+  k: number;
+  /** users in the step (B) */
+  users: number;
+  /** pairs in the step (rows of z) */
+  pairs: number;
+  /** mrm-p's MAP fit rather than MRM's inner Adam */
+  personal: boolean;
+  innerLr: number;
+  innerSteps: number;
+  firstOrder: boolean;
+  objective: "rpo" | "mean";
+  rpoRho: number;
+  rpoGamma: number;
+  /** offset of shared_weight (w0 for mrm-p) in the parameter buffer */
+  thetaOffset: number;
+  /** offset of prior_log_precision (mrm-p) in the parameter buffer */
+  rhoOffset: number;
+}
+
+const B1 = 0.9, B2 = 0.999, EPS = 1e-8;
+
+const USER_CODE = `
+const BMAX = ${KSPACE_GPU_LIMITS.users};
+const B1 = ${B1};
+const B2 = ${B2};
+const EPSA = ${EPS};
+
+var<workgroup> ksLoss: array<f32, BMAX>;
+var<workgroup> ksCoef: array<f32, BMAX>;
+var<workgroup> ksOrder: array<i32, BMAX>;
+
+// Every per-user vector lives in the user's scratch block at the end of result (offsets
+// below), not in private arrays: run-time indexed private arrays made the software
+// adapter's shader compiler take minutes.
+fn R(i: i32) -> f32 { return result[i]; }
+fn W(i: i32, v: f32) { result[i] = v; }
+
+fn ksSoftplus(x: f32) -> f32 {
+  if (x > 0.0) { return x + log(1.0 + exp(-x)); }
+  return log(1.0 + exp(x));
+}
+
+fn ksSigmoid(x: f32) -> f32 {
+  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
+  let e = exp(x);
+  return e / (1.0 + e);
+}
+
+fn ksZ(p: i32, k: i32) -> f32 { return Z[p * uniforms.nK + k]; }
+
+fn ksMargin(w: i32, p: i32) -> f32 {
+  var m = 0.0;
+  for (var k = 0; k < uniforms.nK; k++) { m += R(w + k) * ksZ(p, k); }
+  return m;
+}
+
+// w = softmax(theta at th)
+fn ksSoftmax(th: i32, w: i32) {
+  let K = uniforms.nK;
+  var mx = -3.0e38;
+  for (var k = 0; k < K; k++) { mx = max(mx, R(th + k)); }
+  var s = 0.0;
+  for (var k = 0; k < K; k++) { let e = exp(R(th + k) - mx); W(w + k, e); s += e; }
+  for (var k = 0; k < K; k++) { W(w + k, R(w + k) / s); }
+}
+
+// out = J(w) v with J = diag(w) - w w^T (out distinct from v)
+fn ksJvp(w: i32, v: i32, out: i32) {
+  var wv = 0.0;
+  for (var k = 0; k < uniforms.nK; k++) { wv += R(w + k) * R(v + k); }
+  for (var k = 0; k < uniforms.nK; k++) { W(out + k, R(w + k) * (R(v + k) - wv)); }
+}
+
+// u = sum_p s_p z_p over pairs [start, start + n), s_p = -sigmoid(-m_p) / n
+fn ksBtU(w: i32, start: i32, n: i32, u: i32) {
+  for (var k = 0; k < uniforms.nK; k++) { W(u + k, 0.0); }
+  for (var p = start; p < start + n; p++) {
+    let s = -ksSigmoid(-ksMargin(w, p)) / f32(n);
+    for (var k = 0; k < uniforms.nK; k++) { W(u + k, R(u + k) + s * ksZ(p, k)); }
+  }
+}
+
+// Cholesky factor (lower) of the K x K matrix at a, in place; false when not positive definite
+fn ksCholesky(a: i32) -> bool {
+  let K = uniforms.nK;
+  for (var j = 0; j < K; j++) {
+    var d = R(a + j * K + j);
+    for (var t = 0; t < j; t++) { d -= R(a + j * K + t) * R(a + j * K + t); }
+    if (!(d > 0.0)) { return false; }
+    let l = sqrt(d);
+    W(a + j * K + j, l);
+    for (var i = j + 1; i < K; i++) {
+      var s = R(a + i * K + j);
+      for (var t = 0; t < j; t++) { s -= R(a + i * K + t) * R(a + j * K + t); }
+      W(a + i * K + j, s / l);
+    }
+  }
+  return true;
+}
+
+// x = (L L^T)^-1 b with the factor at l (x distinct from b)
+fn ksCholSolve(l: i32, b: i32, x: i32) {
+  let K = uniforms.nK;
+  for (var i = 0; i < K; i++) {
+    var s = R(b + i);
+    for (var t = 0; t < i; t++) { s -= R(l + i * K + t) * R(x + t); }
+    W(x + i, s / R(l + i * K + i));
+  }
+  for (var i = K - 1; i >= 0; i--) {
+    var s = R(x + i);
+    for (var t = i + 1; t < K; t++) { s -= R(l + t * K + i) * R(x + t); }
+    W(x + i, s / R(l + i * K + i));
+  }
+}
+
+// mrm-p's penalised support loss F(w)
+fn ksMapLoss(w: i32, w0: i32, lam: i32, start: i32, n: i32) -> f32 {
+  var f = 0.0;
+  for (var p = start; p < start + n; p++) { f += ksSoftplus(-ksMargin(w, p)); }
+  for (var k = 0; k < uniforms.nK; k++) { let d = R(w + k) - R(w0 + k); f += 0.5 * R(lam + k) * d * d; }
+  return f;
+}
+
+// gradient (at g) and Hessian (at h, full) of F at w
+fn ksGradHess(w: i32, w0: i32, lam: i32, start: i32, n: i32, g: i32, h: i32) {
+  let K = uniforms.nK;
+  for (var k = 0; k < K; k++) { W(g + k, 0.0); }
+  for (var i = 0; i < K * K; i++) { W(h + i, 0.0); }
+  for (var p = start; p < start + n; p++) {
+    let s = ksSigmoid(-ksMargin(w, p));
+    let c = s * (1.0 - s);
+    for (var k = 0; k < K; k++) {
+      let zk = ksZ(p, k);
+      W(g + k, R(g + k) - s * zk);
+      for (var j = 0; j <= k; j++) { W(h + k * K + j, R(h + k * K + j) + c * zk * ksZ(p, j)); }
+    }
+  }
+  for (var k = 0; k < K; k++) {
+    W(g + k, R(g + k) + R(lam + k) * (R(w + k) - R(w0 + k)));
+    W(h + k * K + k, R(h + k * K + k) + R(lam + k));
+    for (var j = 0; j < k; j++) { W(h + j * K + k, R(h + k * K + j)); }
+  }
+}
+
+fn main(index: i32) {
+  let b = i32(localId.x);
+  let K = uniforms.nK;
+  let B = uniforms.nB;
+  let T = uniforms.nT;
+  let PK = uniforms.nPairs * K;
+  let live = b < B;
+  var sS = 0; var nS = 0; var qS = 0; var nQ = 0;
+  if (live) { sS = Meta[4 * b]; nS = Meta[4 * b + 1]; qS = Meta[4 * b + 2]; nQ = Meta[4 * b + 3]; }
+
+  // this user's scratch block
+  let base = PK + 2 * K + 1 + B + b * uniforms.scratch;
+  let oTh = base;                  // (T + 1) x K: theta before each inner step, and after
+  let oGr = oTh + (T + 1) * K;     // T x K: the gradient each step read
+  let oMm = oGr + T * K;           // T x K: Adam's first moment after each step
+  let oVv = oMm + T * K;           // T x K: and its second
+  let oHm = oVv + T * K;           // K x K: mrm-p's Hessian, then its Cholesky factor
+  let w = oHm + K * K;
+  let w0 = w + K;
+  let lam = w0 + K;
+  let u = lam + K;
+  let g = u + K;
+  let tmp = g + K;
+  let thBar = tmp + K;
+  let mBar = thBar + K;
+  let vBar = mBar + K;
+  let gBar = vBar + K;
+  let uBar = gBar + K;
+  let a = uBar + K;
+  var loss = 0.0;
+
+  // ---- forward: the user's adaptation and query loss
+  if (live) {
+    if (uniforms.personal == 1) {
+      for (var k = 0; k < K; k++) {
+        W(w0 + k, Params[uniforms.thetaOff + k]);
+        W(lam + k, exp(Params[uniforms.rhoOff + k]));
+        W(w + k, R(w0 + k));
+      }
+      var f = ksMapLoss(w, w0, lam, sS, nS);
+      var prevG = 3.0e38;
+      for (var it = 0; it < 40; it++) {
+        ksGradHess(w, w0, lam, sS, nS, g, oHm);
+        var gmax = 0.0;
+        for (var k = 0; k < K; k++) { gmax = max(gmax, abs(R(g + k))); }
+        if (!ksCholesky(oHm)) { loss = uniforms.NAN; break; }
+        if (gmax < 1e-7) { break; }
+        ksCholSolve(oHm, g, tmp);
+        var slope = 0.0;
+        for (var k = 0; k < K; k++) { slope += R(g + k) * R(tmp + k); }
+        if (slope < 2e-6 * max(1.0, abs(f))) {
+          // quadratic region: a line search cannot judge the step in float32; stop once
+          // the gradient no longer shrinks (float32's floor)
+          if (gmax >= 0.5 * prevG) { break; }
+          prevG = gmax;
+          for (var k = 0; k < K; k++) { W(w + k, R(w + k) - R(tmp + k)); }
+          f = ksMapLoss(w, w0, lam, sS, nS);
+          continue;
+        }
+        prevG = gmax;
+        var step = 1.0;
+        var ok = false;
+        for (var ls = 0; ls < 30; ls++) {
+          for (var k = 0; k < K; k++) { W(u + k, R(w + k) - step * R(tmp + k)); }
+          let ft = ksMapLoss(u, w0, lam, sS, nS);
+          if (ft <= f - 1e-4 * step * slope || ft <= f) { f = ft; ok = true; break; }
+          step *= 0.5;
+        }
+        if (!ok) { break; }
+        for (var k = 0; k < K; k++) { W(w + k, R(u + k)); }
+      }
+      ksGradHess(w, w0, lam, sS, nS, g, oHm);
+      if (!ksCholesky(oHm)) { loss = uniforms.NAN; }
+    } else {
+      for (var k = 0; k < K; k++) { W(oTh + k, Params[uniforms.thetaOff + k]); }
+      for (var t = 1; t <= T; t++) {
+        ksSoftmax(oTh + (t - 1) * K, w);
+        ksBtU(w, sS, nS, u);
+        ksJvp(w, u, g);
+        let bc1 = 1.0 - pow(B1, f32(t));
+        let bc2 = 1.0 - pow(B2, f32(t));
+        for (var k = 0; k < K; k++) {
+          var mp = 0.0; var vp = 0.0;
+          if (t > 1) { mp = R(oMm + (t - 2) * K + k); vp = R(oVv + (t - 2) * K + k); }
+          let gk = R(g + k);
+          let m = B1 * mp + (1.0 - B1) * gk;
+          let v = B2 * vp + (1.0 - B2) * gk * gk;
+          W(oGr + (t - 1) * K + k, gk);
+          W(oMm + (t - 1) * K + k, m);
+          W(oVv + (t - 1) * K + k, v);
+          W(oTh + t * K + k, R(oTh + (t - 1) * K + k) - uniforms.innerLr * (m / bc1) / (sqrt(v / bc2) + EPSA));
+        }
+      }
+      ksSoftmax(oTh + T * K, w);
+    }
+    for (var p = qS; p < qS + nQ; p++) { loss += ksSoftplus(-ksMargin(w, p)); }
+    loss = loss / f32(nQ);
+    ksLoss[b] = loss;
+  }
+  workgroupBarrier();
+
+  // ---- the objective and each user's coefficient (thread 0)
+  if (b == 0) {
+    var obj = 0.0;
+    if (uniforms.meanObj == 1) {
+      for (var i = 0; i < B; i++) { ksCoef[i] = 1.0 / f32(B); obj += ksLoss[i] / f32(B); }
+    } else {
+      // torch.quantile(L, 1 - rho), linear interpolation; ties in index order
+      for (var i = 0; i < B; i++) {
+        var r = 0;
+        for (var j = 0; j < B; j++) {
+          if (ksLoss[j] < ksLoss[i] || (ksLoss[j] == ksLoss[i] && j < i)) { r++; }
+        }
+        ksOrder[r] = i;
+      }
+      let pos = (1.0 - uniforms.rpoRho) * f32(B - 1);
+      let loR = i32(floor(pos));
+      let hiR = min(loR + 1, B - 1);
+      let frac = pos - f32(loR);
+      let lo = ksOrder[loR];
+      let hi = ksOrder[hiR];
+      let tau = ksLoss[lo] + frac * (ksLoss[hi] - ksLoss[lo]);
+      let gam = uniforms.rpoGamma;
+      if (gam <= 0.0) {
+        for (var i = 0; i < B; i++) {
+          var m = 0.0;
+          if (ksLoss[i] > tau) { m = 1.0; }
+          ksCoef[i] = m;
+          obj += m * ksLoss[i];
+        }
+      } else {
+        var dTau = 0.0;
+        for (var i = 0; i < B; i++) {
+          let s = ksSigmoid((ksLoss[i] - tau) / gam);
+          obj += s * ksLoss[i];
+          let ds = ksLoss[i] * s * (1.0 - s) / gam;
+          ksCoef[i] = s + ds;
+          dTau -= ds;
+        }
+        ksCoef[lo] += dTau * (1.0 - frac);
+        ksCoef[hi] += dTau * frac;
+      }
+    }
+    W(PK + 2 * K, obj);
+    for (var i = 0; i < B; i++) { W(PK + 2 * K + 1 + i, ksLoss[i]); }
+  }
+  workgroupBarrier();
+
+  // ---- backward: this user's dLoss/dz (scaled by its coefficient) and prior gradients;
+  // the user's dTheta and dRho go to thBar and mBar for thread 0 to sum
+  if (live) {
+    let c = ksCoef[b];
+    for (var p = sS; p < sS + nS; p++) { for (var k = 0; k < K; k++) { W(p * K + k, 0.0); } }
+    // the query loss at w: dL/dw into u, dL/dz_q written
+    for (var k = 0; k < K; k++) { W(u + k, 0.0); }
+    for (var p = qS; p < qS + nQ; p++) {
+      let s = ksSigmoid(-ksMargin(w, p)) / f32(nQ);
+      for (var k = 0; k < K; k++) {
+        W(u + k, R(u + k) - s * ksZ(p, k));
+        W(p * K + k, -c * s * R(w + k));
+      }
+    }
+    if (uniforms.personal == 1) {
+      // implicit differentiation: v = H^-1 dL/dw (v at tmp)
+      ksCholSolve(oHm, u, tmp);
+      for (var k = 0; k < K; k++) {
+        W(thBar + k, c * R(lam + k) * R(tmp + k));
+        W(mBar + k, -c * R(tmp + k) * R(lam + k) * (R(w + k) - R(w0 + k)));
+      }
+      for (var p = sS; p < sS + nS; p++) {
+        var m = 0.0; var vz = 0.0;
+        for (var k = 0; k < K; k++) { m += R(w + k) * ksZ(p, k); vz += R(tmp + k) * ksZ(p, k); }
+        let sn = ksSigmoid(-m);
+        let cc = sn * (1.0 - sn) * vz;
+        for (var k = 0; k < K; k++) { W(p * K + k, c * (sn * R(tmp + k) - cc * R(w + k))); }
+      }
+    } else {
+      ksJvp(w, u, thBar);
+      for (var k = 0; k < K; k++) { W(mBar + k, 0.0); W(vBar + k, 0.0); }
+      if (uniforms.firstOrder == 0) {
+        for (var t = T; t >= 1; t--) {
+          // Adam's step t: its adjoints, and dL/dg into gBar
+          let bc1 = 1.0 - pow(B1, f32(t));
+          let bc2 = 1.0 - pow(B2, f32(t));
+          for (var k = 0; k < K; k++) {
+            let gk = R(oGr + (t - 1) * K + k);
+            let mh = R(oMm + (t - 1) * K + k) / bc1;
+            let sq = sqrt(R(oVv + (t - 1) * K + k) / bc2);
+            let D = sq + EPSA;
+            let tb = R(thBar + k);
+            var mb = R(mBar + k);
+            var vb = R(vBar + k);
+            if (t == 1) {
+              // the step-1 terms in closed form (two terms of size lr / |g| cancel to it)
+              W(gBar + k, (1.0 - B1) * mb + (1.0 - B2) * 2.0 * gk * vb
+                - uniforms.innerLr * EPSA / ((abs(gk) + EPSA) * (abs(gk) + EPSA)) * tb);
+            } else {
+              mb += (-uniforms.innerLr / D) * tb / bc1;
+              if (sq > 0.0) { vb += (uniforms.innerLr * mh / (D * D) / (2.0 * sq)) * tb / bc2; }
+              W(gBar + k, (1.0 - B1) * mb + (1.0 - B2) * 2.0 * gk * vb);
+            }
+            W(mBar + k, mb * B1);
+            W(vBar + k, vb * B2);
+          }
+          // through the gradient g = J(w) u(w, Z) that step t read
+          ksSoftmax(oTh + (t - 1) * K, w);
+          ksBtU(w, sS, nS, u);
+          ksJvp(w, gBar, uBar);
+          var wu = 0.0; var wg = 0.0;
+          for (var k = 0; k < K; k++) { wu += R(w + k) * R(u + k); wg += R(w + k) * R(gBar + k); }
+          for (var k = 0; k < K; k++) { W(a + k, R(gBar + k) * R(u + k) - R(gBar + k) * wu - R(u + k) * wg); }
+          for (var p = sS; p < sS + nS; p++) {
+            let sp = ksSigmoid(-ksMargin(w, p));
+            var uz = 0.0;
+            for (var k = 0; k < K; k++) { uz += R(uBar + k) * ksZ(p, k); }
+            let mB = (uz / f32(nS)) * sp * (1.0 - sp);
+            let s = -sp / f32(nS);
+            for (var k = 0; k < K; k++) {
+              W(a + k, R(a + k) + mB * ksZ(p, k));
+              W(p * K + k, R(p * K + k) + c * (s * R(uBar + k) + mB * R(w + k)));
+            }
+          }
+          ksJvp(w, a, tmp);
+          for (var k = 0; k < K; k++) { W(thBar + k, R(thBar + k) + R(tmp + k)); }
+        }
+      }
+      for (var k = 0; k < K; k++) { W(thBar + k, c * R(thBar + k)); W(mBar + k, 0.0); }
+    }
+  }
+  workgroupBarrier();
+  if (b == 0) {
+    for (var k = 0; k < K; k++) {
+      var st = 0.0; var sr = 0.0;
+      for (var i = 0; i < B; i++) {
+        let o = PK + 2 * K + 1 + B + i * uniforms.scratch + (T + 1) * K + 3 * T * K + K * K + 6 * K;
+        st += R(o + k);
+        sr += R(o + K + k);
+      }
+      W(PK + k, st);
+      W(PK + K + k, sr);
+    }
+  }
+}
+`;
+
+/** tfjs-backend-webgpu's program description for the kernel (one workgroup of BMAX threads). */
+class KspaceProgram {
+  outputShape: number[];
+  shaderKey = "mrmKspaceStep";
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number] = [1, 1, 1];
+  variableNames = ["Z", "Meta", "Params"];
+  uniforms =
+    "nB : i32, nK : i32, nT : i32, nPairs : i32, scratch : i32, personal : i32, firstOrder : i32, meanObj : i32, thetaOff : i32, rhoOff : i32, innerLr : f32, rpoRho : f32, rpoGamma : f32,";
+  workgroupSize: [number, number, number] = [KSPACE_GPU_LIMITS.users, 1, 1];
+  size = false;
+  constructor(outLength: number) {
+    this.outputShape = [outLength];
+  }
+  getUserCode(): string {
+    return USER_CODE;
+  }
+}
+
+/** Scratch values per user: thetas, gradients and moments of the inner steps, a K x K matrix, 12 vectors. */
+function scratchPerUser(k: number, innerSteps: number): number {
+  return (innerSteps + 1) * k + 3 * innerSteps * k + k * k + 12 * k;
+}
+
+/**
+ * Length of the kernel's output: dz (pairs x K), dTheta (K), dRho (K), the objective,
+ * each user's loss; then the users' scratch blocks.
+ */
+export function kspaceOutputLength(o: Pick<KspaceGpuOptions, "k" | "pairs" | "users" | "innerSteps">): number {
+  return o.pairs * o.k + 2 * o.k + 1 + o.users * (1 + scratchPerUser(o.k, o.innerSteps));
+}
+
+/**
+ * Runs the kernel: `z` the step's pair features (pairs x K, each user's support pairs
+ * then query pairs), `meta` per user [support start, support count, query start, query
+ * count] in rows of z, `params` the flat parameter buffer. Returns the flat output
+ * described by kspaceOutputLength; nothing is read back.
+ */
+export function kspaceGpu(z: tf.Tensor, meta: tf.Tensor, params: tf.Tensor, o: KspaceGpuOptions): tf.Tensor1D {
+  if (o.users > KSPACE_GPU_LIMITS.users) {
+    throw new RangeError(`kspaceGpu: ${o.users} users in a step, over the kernel's ${KSPACE_GPU_LIMITS.users}`);
+  }
+  const program = new KspaceProgram(kspaceOutputLength(o));
+  const uniforms = [
+    { type: "int32", data: [o.users] },
+    { type: "int32", data: [o.k] },
+    { type: "int32", data: [o.innerSteps] },
+    { type: "int32", data: [o.pairs] },
+    { type: "int32", data: [scratchPerUser(o.k, o.innerSteps)] },
+    { type: "int32", data: [o.personal ? 1 : 0] },
+    { type: "int32", data: [o.firstOrder ? 1 : 0] },
+    { type: "int32", data: [o.objective === "mean" ? 1 : 0] },
+    { type: "int32", data: [o.thetaOffset] },
+    { type: "int32", data: [o.rhoOffset] },
+    { type: "float32", data: [o.innerLr] },
+    { type: "float32", data: [o.rpoRho] },
+    { type: "float32", data: [o.rpoGamma] },
+  ];
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  const info = backend.runWebGPUProgram(program, [z, meta, params], "float32", uniforms);
+  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
+}
+
+let ready: Promise<void> | undefined;
+
+/**
+ * Runs the kernel once on a tiny step under a validation error scope, once per process
+ * (one readback). A WGSL error would otherwise leave the pipeline invalid and every
+ * step silently without effect; this turns it into an error.
+ */
+export function kspaceGpuReady(): Promise<void> {
+  return ready ??= (async () => {
+    // deno-lint-ignore no-explicit-any
+    const device = (tf.backend() as any).device as GPUDevice;
+    device.pushErrorScope("validation");
+    const out = tf.tidy(() =>
+      kspaceGpu(tf.tensor2d([1, 0, 0, 1], [2, 2]), tf.tensor1d([0, 1, 1, 1], "int32"), tf.tensor1d([0, 0, 0, 0]), {
+        k: 2,
+        users: 1,
+        pairs: 2,
+        personal: false,
+        innerLr: 1e-3,
+        innerSteps: 1,
+        firstOrder: false,
+        objective: "mean",
+        rpoRho: 0.5,
+        rpoGamma: 0.1,
+        thetaOffset: 0,
+        rhoOffset: 2,
+      })
+    );
+    const values = await out.data();
+    out.dispose();
+    const error = await device.popErrorScope();
+    if (error || !(values[values.length - 1] > 0)) {
+      ready = undefined;
+      throw new Error(`the K-space WGSL kernel failed on this adapter: ${error?.message ?? `loss ${values.at(-1)}`}`);
+    }
+  })();
+}
