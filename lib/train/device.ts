@@ -118,7 +118,7 @@ export class DeviceTraining {
     // the step's pairs, each user's support pairs then its query pairs, as store rows
     let P = 0;
     for (const t of batch) P += t.support.length + t.query.length;
-    const idx = new Int32Array(2 * P), meta = new Int32Array(Math.max(CPU_FORWARD_MIN, 4 * B));
+    const idx = new Int32Array(2 * P), meta = new Int32Array(4 * B);
     let p = 0;
     batch.forEach((t, b) => {
       const put = (pos: number) => {
