@@ -397,6 +397,8 @@ fn main(index: i32) {
       for (var k = 0; k < K; k++) { W(thBar + k, c * R(thBar + k)); W(mBar + k, 0.0); }
     }
   }
+  // thread 0 reads the other threads' scratch blocks: storage, not workgroup, memory
+  storageBarrier();
   workgroupBarrier();
   if (b == 0) {
     for (var k = 0; k < K; k++) {
