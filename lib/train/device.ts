@@ -46,7 +46,7 @@ export class DeviceTraining {
   /** the input scale 0.01 as a GPU scalar (one upload per epoch, not per step) */
   readonly #inputScale: tf.Scalar;
   /** where each named array starts in the flat buffers */
-  readonly #offset: number[];
+  readonly #offset = new Map<string, number>();
   /** per fused step: [objective, each user's loss], kept on the GPU until finish() */
   readonly #stats: tf.Tensor[] = [];
 
@@ -64,10 +64,9 @@ export class DeviceTraining {
       t.dispose();
       return v;
     };
-    this.#offset = new Array(named.length);
     let at = 0;
     for (const i of [...this.#small, this.#w1]) {
-      this.#offset[i] = at;
+      this.#offset.set(named[i][0], at);
       at += named[i][1].length;
     }
     this.#inputScale = tf.scalar(INPUT_SCALE);
@@ -114,7 +113,7 @@ export class DeviceTraining {
     const params = this.#state.params, layers = params.layers, l0 = layers[0], h1 = l0.out, H = l0.in;
     const K = layers.at(-1)!.out, B = batch.length, S = this.#smallLen;
     const named = namedArrays(params);
-    const at = (name: string) => this.#offset[named.findIndex(([n]) => n === name)];
+    const at = (name: string) => this.#offset.get(name)!;
     // the step's pairs, each user's support pairs then its query pairs, as store rows
     let P = 0;
     for (const t of batch) P += t.support.length + t.query.length;
@@ -133,21 +132,7 @@ export class DeviceTraining {
       meta[4 * b + 3] = t.query.length;
       t.query.forEach(put);
     });
-    this.#state.adam.step++;
-    const t = this.#state.adam.step;
-    const packed = new Float32Array(CPU_FORWARD_MIN);
-    packed.set([
-      lr / (1 - BETA1 ** t),
-      1 / Math.sqrt(1 - BETA2 ** t),
-      clipNorm,
-      BETA1,
-      1 - BETA1,
-      BETA2,
-      1 - BETA2,
-      EPS,
-      1,
-      1e-6,
-    ]);
+    const packed = this.#numbers(lr, clipNorm, NUMBERS);
     const x = gatherResident(this.#store, idx);
     try {
       tf.tidy(() => {
@@ -210,6 +195,30 @@ export class DeviceTraining {
     }
   }
 
+  /**
+   * Counts the Adam step and returns its numbers (step size, 1 / sqrt(bias correction 2),
+   * clip, Adam's constants) at the head of a block of at least `length` values. The block
+   * is padded to CPU_FORWARD_MIN values so tfjs slices it on the GPU; a smaller one would be
+   * sliced on the host and every slice uploaded on its own.
+   */
+  #numbers(lr: number, clipNorm: number, length: number): Float32Array {
+    const t = ++this.#state.adam.step;
+    const packed = new Float32Array(Math.max(CPU_FORWARD_MIN, length));
+    packed.set([
+      lr / (1 - BETA1 ** t),
+      1 / Math.sqrt(1 - BETA2 ** t),
+      clipNorm,
+      BETA1,
+      1 - BETA1,
+      BETA2,
+      1 - BETA2,
+      EPS,
+      1,
+      1e-6,
+    ]);
+    return packed;
+  }
+
   /** The global-norm clip and Adam on the flat gradient g0; `up` holds the step's numbers (see step()). */
   #adam(g0: tf.Tensor, up: tf.Tensor1D): void {
     const num = (j: number) => tf.slice(up, [j], [1]);
@@ -259,15 +268,8 @@ export class DeviceTraining {
         priorLogPrecision: k.gRho,
         layers: [new Float64Array(0), ...k.gHead].map((weight) => ({ weight })),
       });
-      this.#state.adam.step++;
-      const t = this.#state.adam.step;
-      const stepSize = lr / (1 - BETA1 ** t), bc2 = Math.sqrt(1 - BETA2 ** t);
-      // One upload carries the step's numbers (step size, 1 / sqrt(bias correction 2), clip,
-      // Adam's constants) and the host gradients. It is padded to CPU_FORWARD_MIN values so
-      // tfjs slices it on the GPU; a smaller one would be sliced on the host and every
-      // slice uploaded on its own.
-      const packed = new Float32Array(Math.max(CPU_FORWARD_MIN, NUMBERS + S));
-      packed.set([stepSize, 1 / bc2, clipNorm, BETA1, 1 - BETA1, BETA2, 1 - BETA2, EPS, 1, 1e-6]);
+      // one upload carries the step's numbers and the host gradients
+      const packed = this.#numbers(lr, clipNorm, NUMBERS + S);
       let off = NUMBERS;
       for (const i of this.#small) {
         packed.set(host[i], off);
