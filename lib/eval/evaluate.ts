@@ -7,7 +7,8 @@ import { adaptWeights, marginAccuracy } from "../model/adapt.ts";
 import { softmax } from "../model/kspace.ts";
 import { headMatrix } from "../model/head.ts";
 import { type MrmParams, numBases } from "../model/params.ts";
-import { projectAll } from "../model/project.ts";
+import { projectAll, residentRows } from "../model/project.ts";
+import { rightCountsOnGpu } from "./gpu.ts";
 import { pairFeatures, type UserTask } from "../data/tasks.ts";
 
 /** Accuracy of one user. */
@@ -90,13 +91,33 @@ export function accuracyOf(theta: ArrayLike<number>, z: Float64Array, n: number)
   return marginAccuracy(softmax(theta), z, n);
 }
 
-/** Evaluates every user of `tasks` against a model, projecting the store once. */
+/**
+ * Evaluates every user of `tasks` against a model, projecting the store once. On webgpu,
+ * with the store kept on the GPU, all users are adapted there at once (lib/eval/gpu.ts):
+ * one readback, of two counts per user.
+ */
 export async function evaluate(
   params: MrmParams,
   embeddings: Float32Array,
   tasks: UserTask[],
   opts: EvalOptions,
 ): Promise<EvalResult> {
+  const store = residentRows(embeddings, params.dim);
+  if (store) {
+    const trains = tasks.map((t) => opts.shots === undefined ? t.train : t.train.slice(0, opts.shots));
+    const right = await rightCountsOnGpu(params, store, tasks, trains, opts);
+    return summarize(tasks.map((t, u) => {
+      const res: UserResult = {
+        id: t.id,
+        group: t.group,
+        nTrain: trains[u].length,
+        nTest: t.test.length,
+        accuracy: right[2 * u] / t.test.length,
+      };
+      if (t.val.length) res.valAccuracy = right[2 * u + 1] / t.val.length;
+      return res;
+    }));
+  }
   const y = await projectAll(embeddings, params.dim, params.layers[0]);
   return evaluateProjected(params, y, tasks, opts);
 }

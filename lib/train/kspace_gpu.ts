@@ -45,15 +45,10 @@ export interface KspaceGpuOptions {
 
 const B1 = 0.9, B2 = 0.999, EPS = 1e-8;
 
-const USER_CODE = `
-const BMAX = ${KSPACE_GPU_LIMITS.users};
+const HELPERS = `
 const B1 = ${B1};
 const B2 = ${B2};
 const EPSA = ${EPS};
-
-var<workgroup> ksLoss: array<f32, BMAX>;
-var<workgroup> ksCoef: array<f32, BMAX>;
-var<workgroup> ksOrder: array<i32, BMAX>;
 
 // Every per-user vector lives in the user's scratch block at the end of result (offsets
 // below), not in private arrays: run-time indexed private arrays made the software
@@ -168,6 +163,80 @@ fn ksGradHess(w: i32, w0: i32, lam: i32, start: i32, n: i32, g: i32, h: i32) {
   }
 }
 
+// mrm-p's MAP fit of w (starting at w0) by damped Newton, at float32's resolution; leaves
+// the Cholesky factor of the Hessian at w in h. false when the Hessian is not positive definite.
+fn ksMapFit(w: i32, w0: i32, lam: i32, start: i32, n: i32, g: i32, h: i32, tmp: i32, u: i32) -> bool {
+  let K = uniforms.nK;
+  for (var k = 0; k < K; k++) { W(w + k, R(w0 + k)); }
+  var f = ksMapLoss(w, w0, lam, start, n);
+  var prevG = 3.0e38;
+  for (var it = 0; it < 40; it++) {
+    ksGradHess(w, w0, lam, start, n, g, h);
+    var gmax = 0.0;
+    for (var k = 0; k < K; k++) { gmax = max(gmax, abs(R(g + k))); }
+    if (!ksCholesky(h)) { return false; }
+    if (gmax < 1e-7) { break; }
+    ksCholSolve(h, g, tmp);
+    var slope = 0.0;
+    for (var k = 0; k < K; k++) { slope += R(g + k) * R(tmp + k); }
+    if (slope < 2e-6 * max(1.0, abs(f))) {
+      // quadratic region: a line search cannot judge the step in float32; stop once
+      // the gradient no longer shrinks (float32's floor)
+      if (gmax >= 0.5 * prevG) { break; }
+      prevG = gmax;
+      for (var k = 0; k < K; k++) { W(w + k, R(w + k) - R(tmp + k)); }
+      f = ksMapLoss(w, w0, lam, start, n);
+      continue;
+    }
+    prevG = gmax;
+    var step = 1.0;
+    var ok = false;
+    for (var ls = 0; ls < 30; ls++) {
+      for (var k = 0; k < K; k++) { W(u + k, R(w + k) - step * R(tmp + k)); }
+      let ft = ksMapLoss(u, w0, lam, start, n);
+      if (ft <= f - 1e-4 * step * slope || ft <= f) { f = ft; ok = true; break; }
+      step *= 0.5;
+    }
+    if (!ok) { break; }
+    for (var k = 0; k < K; k++) { W(w + k, R(u + k)); }
+  }
+  ksGradHess(w, w0, lam, start, n, g, h);
+  return ksCholesky(h);
+}
+
+// MRM's inner loop: uniforms.nT Adam steps on the logits from those at th, on the support
+// pairs; keeps every step's logits (th, (T + 1) x K), gradient (gr), and moments (mm, vv),
+// and leaves softmax of the last logits in w
+fn ksInnerAdam(th: i32, gr: i32, mm: i32, vv: i32, w: i32, u: i32, g: i32, start: i32, n: i32) {
+  let K = uniforms.nK;
+  for (var t = 1; t <= uniforms.nT; t++) {
+    ksSoftmax(th + (t - 1) * K, w);
+    ksBtU(w, start, n, u);
+    ksJvp(w, u, g);
+    let bc1 = 1.0 - pow(B1, f32(t));
+    let bc2 = 1.0 - pow(B2, f32(t));
+    for (var k = 0; k < K; k++) {
+      var mp = 0.0; var vp = 0.0;
+      if (t > 1) { mp = R(mm + (t - 2) * K + k); vp = R(vv + (t - 2) * K + k); }
+      let gk = R(g + k);
+      let m = B1 * mp + (1.0 - B1) * gk;
+      let v = B2 * vp + (1.0 - B2) * gk * gk;
+      W(gr + (t - 1) * K + k, gk);
+      W(mm + (t - 1) * K + k, m);
+      W(vv + (t - 1) * K + k, v);
+      W(th + t * K + k, R(th + (t - 1) * K + k) - uniforms.innerLr * (m / bc1) / (sqrt(v / bc2) + EPSA));
+    }
+  }
+  ksSoftmax(th + uniforms.nT * K, w);
+}
+`;
+
+const TRAIN_MAIN = `
+const BMAX = ${KSPACE_GPU_LIMITS.users};
+var<workgroup> ksLoss: array<f32, BMAX>;
+var<workgroup> ksCoef: array<f32, BMAX>;
+var<workgroup> ksOrder: array<i32, BMAX>;
+
 fn main(index: i32) {
   let b = i32(localId.x);
   let K = uniforms.nK;
@@ -205,63 +274,11 @@ fn main(index: i32) {
       for (var k = 0; k < K; k++) {
         W(w0 + k, Params[uniforms.thetaOff + k]);
         W(lam + k, exp(Params[uniforms.rhoOff + k]));
-        W(w + k, R(w0 + k));
       }
-      var f = ksMapLoss(w, w0, lam, sS, nS);
-      var prevG = 3.0e38;
-      for (var it = 0; it < 40; it++) {
-        ksGradHess(w, w0, lam, sS, nS, g, oHm);
-        var gmax = 0.0;
-        for (var k = 0; k < K; k++) { gmax = max(gmax, abs(R(g + k))); }
-        if (!ksCholesky(oHm)) { loss = uniforms.NAN; break; }
-        if (gmax < 1e-7) { break; }
-        ksCholSolve(oHm, g, tmp);
-        var slope = 0.0;
-        for (var k = 0; k < K; k++) { slope += R(g + k) * R(tmp + k); }
-        if (slope < 2e-6 * max(1.0, abs(f))) {
-          // quadratic region: a line search cannot judge the step in float32; stop once
-          // the gradient no longer shrinks (float32's floor)
-          if (gmax >= 0.5 * prevG) { break; }
-          prevG = gmax;
-          for (var k = 0; k < K; k++) { W(w + k, R(w + k) - R(tmp + k)); }
-          f = ksMapLoss(w, w0, lam, sS, nS);
-          continue;
-        }
-        prevG = gmax;
-        var step = 1.0;
-        var ok = false;
-        for (var ls = 0; ls < 30; ls++) {
-          for (var k = 0; k < K; k++) { W(u + k, R(w + k) - step * R(tmp + k)); }
-          let ft = ksMapLoss(u, w0, lam, sS, nS);
-          if (ft <= f - 1e-4 * step * slope || ft <= f) { f = ft; ok = true; break; }
-          step *= 0.5;
-        }
-        if (!ok) { break; }
-        for (var k = 0; k < K; k++) { W(w + k, R(u + k)); }
-      }
-      ksGradHess(w, w0, lam, sS, nS, g, oHm);
-      if (!ksCholesky(oHm)) { loss = uniforms.NAN; }
+      if (!ksMapFit(w, w0, lam, sS, nS, g, oHm, tmp, u)) { loss = uniforms.NAN; }
     } else {
       for (var k = 0; k < K; k++) { W(oTh + k, Params[uniforms.thetaOff + k]); }
-      for (var t = 1; t <= T; t++) {
-        ksSoftmax(oTh + (t - 1) * K, w);
-        ksBtU(w, sS, nS, u);
-        ksJvp(w, u, g);
-        let bc1 = 1.0 - pow(B1, f32(t));
-        let bc2 = 1.0 - pow(B2, f32(t));
-        for (var k = 0; k < K; k++) {
-          var mp = 0.0; var vp = 0.0;
-          if (t > 1) { mp = R(oMm + (t - 2) * K + k); vp = R(oVv + (t - 2) * K + k); }
-          let gk = R(g + k);
-          let m = B1 * mp + (1.0 - B1) * gk;
-          let v = B2 * vp + (1.0 - B2) * gk * gk;
-          W(oGr + (t - 1) * K + k, gk);
-          W(oMm + (t - 1) * K + k, m);
-          W(oVv + (t - 1) * K + k, v);
-          W(oTh + t * K + k, R(oTh + (t - 1) * K + k) - uniforms.innerLr * (m / bc1) / (sqrt(v / bc2) + EPSA));
-        }
-      }
-      ksSoftmax(oTh + T * K, w);
+      ksInnerAdam(oTh, oGr, oMm, oVv, w, u, g, sS, nS);
     }
     for (var p = qS; p < qS + nQ; p++) { loss += ksSoftplus(-ksMargin(w, p)); }
     loss = loss / f32(nQ);
@@ -415,6 +432,117 @@ fn main(index: i32) {
 }
 `;
 
+const EVAL_MAIN = `
+// one thread per user, as many workgroups as it takes: adapt on the user's train pairs,
+// then count the test and validation pairs ranked right (margin > 0; ties are wrong)
+fn main(index: i32) {
+  let b = index;
+  if (b >= uniforms.nU) { return; }
+  let K = uniforms.nK;
+  let T = uniforms.nT;
+  let sS = Meta[6 * b]; let nS = Meta[6 * b + 1];
+  let base = 2 * uniforms.nU + b * uniforms.scratch;
+  let oTh = base;
+  let oGr = oTh + (T + 1) * K;
+  let oMm = oGr + T * K;
+  let oVv = oMm + T * K;
+  let oHm = oVv + T * K;
+  let w = oHm + K * K;
+  let w0 = w + K;
+  let lam = w0 + K;
+  let u = lam + K;
+  let g = u + K;
+  let tmp = g + K;
+  var ok = true;
+  if (uniforms.personal == 1) {
+    for (var k = 0; k < K; k++) {
+      W(w0 + k, Params[uniforms.thetaOff + k]);
+      W(lam + k, exp(Params[uniforms.rhoOff + k]));
+    }
+    ok = ksMapFit(w, w0, lam, sS, nS, g, oHm, tmp, u);
+  } else {
+    for (var k = 0; k < K; k++) { W(oTh + k, Params[uniforms.thetaOff + k]); }
+    ksInnerAdam(oTh, oGr, oMm, oVv, w, u, g, sS, nS);
+  }
+  for (var part = 0; part < 2; part++) {
+    let start = Meta[6 * b + 2 + 2 * part];
+    let n = Meta[6 * b + 3 + 2 * part];
+    var right = 0;
+    for (var p = start; p < start + n; p++) {
+      if (ksMargin(w, p) > 0.0) { right++; }
+    }
+    if (ok) { W(2 * b + part, f32(right)); } else { W(2 * b + part, uniforms.NAN); }
+  }
+}
+`;
+
+/** tfjs-backend-webgpu's program for the evaluation kernel: one thread per user, 64 to a workgroup. */
+class KspaceEvalProgram {
+  outputShape: number[];
+  shaderKey = "mrmKspaceEval";
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  variableNames = ["Z", "Meta", "Params"];
+  uniforms = "nU : i32, nK : i32, nT : i32, scratch : i32, personal : i32, thetaOff : i32, rhoOff : i32, innerLr : f32,";
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = false;
+  constructor(outLength: number, users: number) {
+    this.outputShape = [outLength];
+    this.dispatch = [Math.max(1, Math.ceil(users / 64)), 1, 1];
+  }
+  getUserCode(): string {
+    return HELPERS + EVAL_MAIN;
+  }
+}
+
+/** What the evaluation kernel adapts with. */
+export interface KspaceEvalOptions {
+  /** base functions K */
+  k: number;
+  /** users U */
+  users: number;
+  /** mrm-p's MAP fit rather than MRM's inner Adam */
+  personal: boolean;
+  innerLr: number;
+  innerSteps: number;
+  /** offset of shared_weight (w0 for mrm-p) in the parameter tensor */
+  thetaOffset: number;
+  /** offset of prior_log_precision (mrm-p) in the parameter tensor */
+  rhoOffset: number;
+}
+
+/** Scratch values per user in the evaluation kernel: the inner steps' history, a K x K matrix, 6 vectors. */
+function evalScratchPerUser(k: number, innerSteps: number): number {
+  return (innerSteps + 1) * k + 3 * innerSteps * k + k * k + 6 * k;
+}
+
+/**
+ * Adapts every user at once and counts the pairs each ranks right: `z` all users' pair
+ * features (rows x K), `meta` per user [train start, train count, test start, test
+ * count, validation start, validation count] in rows of z, `params` holds the shared
+ * weight (w0) and, for mrm-p, the prior's log precision. The first 2 x users values of
+ * the result are each user's [test pairs right, validation pairs right] (NaN where
+ * mrm-p's fit failed); the rest is scratch. Nothing is read back.
+ */
+export function kspaceEvalGpu(z: tf.Tensor, meta: tf.Tensor, params: tf.Tensor, o: KspaceEvalOptions): tf.Tensor1D {
+  const scratch = evalScratchPerUser(o.k, o.innerSteps);
+  const program = new KspaceEvalProgram(o.users * (2 + scratch), o.users);
+  const uniforms = [
+    { type: "int32", data: [o.users] },
+    { type: "int32", data: [o.k] },
+    { type: "int32", data: [o.innerSteps] },
+    { type: "int32", data: [scratch] },
+    { type: "int32", data: [o.personal ? 1 : 0] },
+    { type: "int32", data: [o.thetaOffset] },
+    { type: "int32", data: [o.rhoOffset] },
+    { type: "float32", data: [o.innerLr] },
+  ];
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  const info = backend.runWebGPUProgram(program, [z, meta, params], "float32", uniforms);
+  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
+}
+
 /** tfjs-backend-webgpu's program description for the kernel (one workgroup of BMAX threads). */
 class KspaceProgram {
   outputShape: number[];
@@ -430,7 +558,7 @@ class KspaceProgram {
     this.outputShape = [outLength];
   }
   getUserCode(): string {
-    return USER_CODE;
+    return HELPERS + TRAIN_MAIN;
   }
 }
 
@@ -482,17 +610,19 @@ export function kspaceGpu(z: tf.Tensor, meta: tf.Tensor, params: tf.Tensor, o: K
 let ready: Promise<void> | undefined;
 
 /**
- * Runs the kernel once on a tiny step under a validation error scope, once per process
- * (one readback). A WGSL error would otherwise leave the pipeline invalid and every
- * step silently without effect; this turns it into an error.
+ * Runs both kernels (the training step's and the evaluation's) once on a tiny input
+ * under a validation error scope, once per process (one readback). A WGSL error would
+ * otherwise leave a pipeline invalid and every step or evaluation silently without
+ * effect; this turns it into an error.
  */
 export function kspaceGpuReady(): Promise<void> {
   return ready ??= (async () => {
     // deno-lint-ignore no-explicit-any
     const device = (tf.backend() as any).device as GPUDevice;
     device.pushErrorScope("validation");
-    const out = tf.tidy(() =>
-      kspaceGpu(tf.tensor2d([1, 0, 0, 1], [2, 2]), tf.tensor1d([0, 1, 1, 1], "int32"), tf.tensor1d([0, 0, 0, 0]), {
+    const out = tf.tidy(() => {
+      const z = tf.tensor2d([1, 0, 0, 1], [2, 2]), p = tf.tensor1d([0, 0, 0, 0]);
+      const step = kspaceGpu(z, tf.tensor1d([0, 1, 1, 1], "int32"), p, {
         k: 2,
         users: 1,
         pairs: 2,
@@ -505,14 +635,28 @@ export function kspaceGpuReady(): Promise<void> {
         rpoGamma: 0.1,
         thetaOffset: 0,
         rhoOffset: 2,
-      })
-    );
+      });
+      const evaluation = kspaceEvalGpu(z, tf.tensor1d([0, 1, 1, 1, 0, 2], "int32"), p, {
+        k: 2,
+        users: 1,
+        personal: false,
+        innerLr: 1e-3,
+        innerSteps: 1,
+        thetaOffset: 0,
+        rhoOffset: 2,
+      });
+      // the step's one user's loss (> 0; after dz 2 x 2, dTheta, dRho, the objective) and the
+      // evaluation's counts (test: 1 of 1; validation: 2 of 2)
+      return tf.concat([tf.slice(step, [2 * 2 + 2 * 2 + 1], [1]), tf.slice(evaluation, [0], [2])]);
+    });
     const values = await out.data();
     out.dispose();
     const error = await device.popErrorScope();
-    if (error || !(values[values.length - 1] > 0)) {
+    if (error || !(values[0] > 0) || values[1] !== 1 || values[2] !== 2) {
       ready = undefined;
-      throw new Error(`the K-space WGSL kernel failed on this adapter: ${error?.message ?? `loss ${values.at(-1)}`}`);
+      throw new Error(
+        `the K-space WGSL kernels failed on this adapter: ${error?.message ?? `outputs ${Array.from(values)}`}`,
+      );
     }
   })();
 }
