@@ -1,17 +1,24 @@
 /**
  * A one-shot check for a machine with a GPU (not a `deno bench` file): the WebGPU
- * adapter, backend selection, tfjs webgpu vs wasm agreement on an outer step, the
- * PRISM-size epoch/evaluation timed on both backends in the same process, and the
- * encoder's onnxruntime-web webgpu EP vs wasm. Prints plain lines.
- * Usage: deno run -A bench/gpu_check.ts (USERS=1000,10000 store sizes, OUT=DIR writes
- * gpu_check.json, SKIP_ENCODER=1 skips the encoder part). It counts the host round
- * trips of a meta-training step and of an evaluation: tensor readbacks (data/dataSync)
- * and uploads (on webgpu, values sent to GPU memory; on wasm, tensors made from host values).
+ * adapter, backend selection, tfjs webgpu vs wasm agreement, meta-training epochs and
+ * evaluations timed on both backends in the same process, and the encoder's
+ * onnxruntime-web webgpu EP vs wasm. Prints plain lines.
+ * Usage: deno run -A bench/gpu_check.ts. Environment: USERS (store sizes in users,
+ * 1000,10000 by default: PRISM size and 10x; H = 4096), METHODS (mrm, and mrm-p at the
+ * first size; mrm,mrm-p by default), OUT=DIR writes gpu_check.json after every result,
+ * SKIP_ENCODER=1 skips the encoder part. The stores come from bench/_setup.ts's
+ * timingStore: the generator's users and pairs, rows filled with pseudo-random values.
  *
- * Measured 2026-11-26 on an NVIDIA H200 (16 cores): adapter found, `auto` chose webgpu
- * (before this check made wasm the default); PRISM-size epoch wasm 0.21 s vs webgpu
- * 13.5 s, evaluation 0.22 s vs 41 s, max weight difference 5.6e-9; encoder (tiny
- * model) wasm 156K/180K/125K vs webgpu 14K/96K/315K tokens/s at batch 1/8/32.
+ * For each run it counts the host round trips of a meta-training step and of an
+ * evaluation: tensor readbacks (data/dataSync), uploads (on webgpu, values sent to GPU
+ * memory; on wasm, tensors made from host values) and tfjs kernels; and how long the
+ * readbacks waited (on webgpu, the GPU work queued behind them). On webgpu it times the
+ * set-up apart: the store's upload and the kernels' one-off check.
+ *
+ * Measured 2026-11-26 on an NVIDIA H200 (16 cores), before webgpu training was rebuilt
+ * around the GPU: PRISM-size epoch wasm 0.21 s vs webgpu 13.5 s, evaluation 0.22 s vs
+ * 41 s, max weight difference 5.6e-9; encoder (tiny model) wasm 156K/180K/125K vs webgpu
+ * 14K/96K/315K tokens/s at batch 1/8/32. The README has the current table.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { hasHardwareGpu, initBackend } from "../lib/backend.ts";
@@ -20,8 +27,11 @@ import { initParams } from "../lib/model/params.ts";
 import { preset } from "../lib/presets.ts";
 import { prepareTasks } from "../lib/run/run.ts";
 import { initialState, makeTrainer, trainEpoch } from "../lib/train/meta.ts";
+import { kspaceGpuReady } from "../lib/train/kspace_gpu.ts";
+import { personalConfig } from "../lib/presets.ts";
+import { releaseResidentRows, residentRows } from "../lib/model/project.ts";
 import { RewardEncoder } from "../lib/encoder/encoder.ts";
-import { prismSizeStore } from "./_setup.ts";
+import { timingStore } from "./_setup.ts";
 import { writeTinyModel } from "../tests/fixtures/tiny_model.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -31,7 +41,7 @@ console.log(`adapter: ${adapter ? JSON.stringify(adapter.info) : "none"}; hardwa
 console.log(`auto backend: ${await initBackend("auto")} (hardware GPU: ${await hasHardwareGpu()})`);
 
 /** Host round trips: tensor readbacks (data/dataSync) and uploads (backend writes), counted while a function runs. */
-const trips = { readbacks: 0, uploads: 0, kernels: 0 };
+const trips = { readbacks: 0, uploads: 0, kernels: 0, waitMs: 0 };
 // deno-lint-ignore no-explicit-any
 const engine = tf.engine() as any;
 const runKernel = engine.runKernel.bind(engine);
@@ -45,7 +55,16 @@ for (const name of ["data", "dataSync"]) {
   const orig = proto[name];
   proto[name] = function (this: unknown, ...args: unknown[]) {
     trips.readbacks++;
-    return orig.apply(this, args);
+    const t = performance.now();
+    const out = orig.apply(this, args);
+    if (!(out instanceof Promise)) {
+      trips.waitMs += performance.now() - t;
+      return out;
+    }
+    return out.then((v: unknown) => {
+      trips.waitMs += performance.now() - t;
+      return v;
+    });
   };
 }
 function countUploads(): void {
@@ -67,71 +86,130 @@ function countUploads(): void {
 
 // PRISM size (1000 users, H=4096) and 10x that; USERS=1000,10000 by default
 const report: Record<string, unknown>[] = [];
-for (const users of (Deno.env.get("USERS") ?? "1000,10000").split(",").map(Number)) {
-  const store = prismSizeStore(users);
-  const config = { ...preset("prism"), data: store.prefix };
-  const { seen, unseen } = prepareTasks(store, config);
-  const all = [...seen, ...unseen];
-  const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
-  const steps = Math.ceil(seen.length / config.tasksPerBatch);
-  const gib = store.embeddings.byteLength / 2 ** 30;
-  console.log(`store: ${users} users, ${store.n} rows x H=${store.dim} (${gib.toFixed(2)} GiB), ${steps} steps/epoch`);
-  const results: Record<string, number[]> = {};
-  for (const backend of ["wasm", "webgpu"] as const) {
-    try {
-      await initBackend(backend);
-    } catch (e) {
-      console.log(`${backend}: unavailable (${(e as Error).message})`);
-      continue;
-    }
-    countUploads();
-    const state = initialState(initParams(store.dim, { seed: 42 }));
-    const times: number[] = [];
-    let perStep = { readbacks: 0, uploads: 0, kernels: 0 };
-    for (let e = 0; e < 3; e++) {
-      const before = { ...trips }, t = performance.now();
-      await trainEpoch(state, store.embeddings, trainer, config);
-      times.push((performance.now() - t) / 1000);
-      perStep = {
-        readbacks: (trips.readbacks - before.readbacks) / steps,
-        uploads: (trips.uploads - before.uploads) / steps,
-        kernels: (trips.kernels - before.kernels) / steps,
-      };
-    }
-    const evals: number[] = [];
-    let acc = 0, evalTrips = { readbacks: 0, uploads: 0, kernels: 0 };
-    for (let e = 0; e < 2; e++) {
-      const before = { ...trips }, t = performance.now();
-      acc =
-        (await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: 1 })).overall.mean;
-      evals.push((performance.now() - t) / 1000);
-      evalTrips = {
-        readbacks: trips.readbacks - before.readbacks,
-        uploads: trips.uploads - before.uploads,
-        kernels: trips.kernels - before.kernels,
-      };
-    }
-    results[backend] = Array.from(state.params.layers[0].weight.subarray(0, 64));
-    console.log(
-      `${backend} (${tf.getBackend()}): epochs ${times.map((x) => x.toFixed(3)).join(" ")} s; evaluations ${
-        evals.map((x) => x.toFixed(3)).join(" ")
-      } s; overall acc ${acc.toFixed(4)}; per step ${perStep.readbacks.toFixed(2)} readbacks, ${
-        perStep.uploads.toFixed(2)
-      } uploads, ${
-        perStep.kernels.toFixed(1)
-      } tfjs kernels; per evaluation ${evalTrips.readbacks} readbacks, ${evalTrips.uploads} uploads, ${evalTrips.kernels} kernels`,
-    );
-    report.push({ users, backend, gib, steps, epochs: times, evaluations: evals, acc, perStep, evalTrips });
-  }
-  if (results.wasm && results.webgpu) {
-    const d = results.wasm.reduce((m, v, i) => Math.max(m, Math.abs(v - results.webgpu[i])), 0);
-    console.log(`max |weight difference| wasm vs webgpu after 3 epochs: ${d.toExponential(2)}`);
-  }
-  // let the store go before the next size is built
-  await initBackend("wasm");
-}
 const out = Deno.env.get("OUT");
-if (out) await Deno.writeTextFile(`${out}/gpu_check.json`, JSON.stringify(report, null, 2) + "\n");
+const save = () => out && Deno.writeTextFileSync(`${out}/gpu_check.json`, JSON.stringify(report, null, 2) + "\n");
+const sizes = (Deno.env.get("USERS") ?? "1000,10000").split(",").map(Number);
+const methods = (Deno.env.get("METHODS") ?? "mrm,mrm-p").split(",");
+for (const [si, users] of sizes.entries()) {
+  let t0 = performance.now();
+  const store = timingStore(users);
+  const gib = store.embeddings.byteLength / 2 ** 30;
+  console.log(
+    `store: ${users} users, ${store.n} rows x H=${store.dim} (${gib.toFixed(2)} GiB), made in ${
+      ((performance.now() - t0) / 1000).toFixed(1)
+    } s`,
+  );
+  for (const method of methods) {
+    // mrm-p at the first size only
+    if (method === "mrm-p" && si > 0) continue;
+    const release = { ...preset("prism"), data: store.prefix };
+    const config = method === "mrm-p" ? personalConfig(release) : release;
+    const { seen, unseen } = prepareTasks(store, config);
+    const all = [...seen, ...unseen];
+    const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
+    const steps = Math.ceil(seen.length / config.tasksPerBatch);
+    const start = initParams(store.dim, { hiddenSizes: config.hiddenSizes, seed: 42 });
+    if (method === "mrm-p") start.priorLogPrecision = new Float32Array(config.hiddenSizes[0]);
+    console.log(`${method}: ${seen.length} seen users, ${config.tasksPerBatch} a step, ${steps} steps/epoch`);
+    const results: Record<string, number[]> = {};
+    for (const backend of ["wasm", "webgpu"] as const) {
+      try {
+        await initBackend(backend);
+      } catch (e) {
+        console.log(`${backend}: unavailable (${(e as Error).message})`);
+        continue;
+      }
+      countUploads();
+      // webgpu's one-off set-up, timed apart: the store's upload (synced by a one-value
+      // readback) and the kernels' check
+      const setup = { upload: 0, kernels: 0 };
+      if (backend === "webgpu") {
+        t0 = performance.now();
+        const resident = residentRows(store.embeddings, store.dim)!;
+        await tf.slice(resident.chunks.at(-1)!, [0, 0], [1, 1]).data();
+        setup.upload = (performance.now() - t0) / 1000;
+        t0 = performance.now();
+        await kspaceGpuReady();
+        setup.kernels = (performance.now() - t0) / 1000;
+      }
+      // tensors alive after the set-up (the resident store's included): any more at the end are a leak
+      const tensorsBefore = tf.memory().numTensors;
+      const state = initialState(structuredClone(start));
+      const times: number[] = [];
+      let perStep = { readbacks: 0, uploads: 0, kernels: 0, waitMs: 0 };
+      for (let e = 0; e < 3; e++) {
+        const before = { ...trips }, t = performance.now();
+        await trainEpoch(state, store.embeddings, trainer, config);
+        times.push((performance.now() - t) / 1000);
+        perStep = {
+          readbacks: (trips.readbacks - before.readbacks) / steps,
+          uploads: (trips.uploads - before.uploads) / steps,
+          kernels: (trips.kernels - before.kernels) / steps,
+          waitMs: (trips.waitMs - before.waitMs) / steps,
+        };
+      }
+      const evals: number[] = [];
+      let acc = 0, evalTrips = { readbacks: 0, uploads: 0, kernels: 0, waitMs: 0 };
+      for (let e = 0; e < 3; e++) {
+        const before = { ...trips }, t = performance.now();
+        acc = (await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: 1 }))
+          .overall.mean;
+        evals.push((performance.now() - t) / 1000);
+        evalTrips = {
+          readbacks: trips.readbacks - before.readbacks,
+          uploads: trips.uploads - before.uploads,
+          kernels: trips.kernels - before.kernels,
+          waitMs: trips.waitMs - before.waitMs,
+        };
+      }
+      results[backend] = Array.from(state.params.layers[0].weight.subarray(0, 64));
+      const leaked = tf.memory().numTensors - tensorsBefore;
+      console.log(
+        `${method} ${backend} (${tf.getBackend()}): set-up upload ${setup.upload.toFixed(3)} s, kernels ${
+          setup.kernels.toFixed(3)
+        } s; epochs ${times.map((x) => x.toFixed(3)).join(" ")} s; evaluations ${
+          evals.map((x) => x.toFixed(3)).join(" ")
+        } s; acc ${acc.toFixed(4)}; per step ${perStep.readbacks.toFixed(2)} readbacks (waited ${
+          perStep.waitMs.toFixed(2)
+        } ms), ${perStep.uploads.toFixed(2)} uploads, ${
+          perStep.kernels.toFixed(1)
+        } tfjs kernels; per evaluation ${evalTrips.readbacks} readbacks (waited ${
+          evalTrips.waitMs.toFixed(1)
+        } ms), ${evalTrips.uploads} uploads, ${evalTrips.kernels} kernels; tensors left ${leaked}`,
+      );
+      report.push({
+        users,
+        method,
+        backend,
+        gib,
+        rows: store.n,
+        steps,
+        setup,
+        epochs: times,
+        evaluations: evals,
+        acc,
+        perStep,
+        evalTrips,
+        tensorsLeft: leaked,
+      });
+      save();
+    }
+    if (results.wasm && results.webgpu) {
+      const d = results.wasm.reduce((m, v, i) => Math.max(m, Math.abs(v - results.webgpu[i])), 0);
+      const scale = results.wasm.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      console.log(
+        `${method}: max |weight difference| wasm vs webgpu after 3 epochs: ${d.toExponential(2)} (weights up to ${
+          scale.toExponential(2)
+        })`,
+      );
+      report.push({ users, method, maxWeightDiff: d, weightScale: scale });
+      save();
+    }
+    // let the store go before the next size is built
+    await initBackend("wasm");
+  }
+  releaseResidentRows();
+}
 if (Deno.env.get("SKIP_ENCODER")) Deno.exit(0);
 const dir = await Deno.makeTempDir();
 await writeTinyModel(dir);

@@ -7,11 +7,14 @@
  *
  *   deno run -A bench/hf_gpu_check.ts --model /tmp/model --refs refs.json --out result.json \
  *     --configs webgpu:f16,webgpu:f32,wasm:f32
+ *
+ * Configs: `wgsl` (this toolkit's WGSL engine), `wgsl+k32` / `wgsl+n256` (the same with
+ * larger GEMM tiles, see TILE_VARIANTS), `webgpu:f16|f32` and `wasm:f32` (onnxruntime-web).
  */
 import { parseArgs } from "node:util";
 import { HfEngine } from "../lib/encoder/hf/engine.ts";
 import { WebGpuEngine } from "../lib/encoder/webgpu/engine.ts";
-import { tileName } from "../lib/encoder/webgpu/shaders.ts";
+import { GEMM_TILES, type GemmTile, LARGE_GEMM_TILES, tileName } from "../lib/encoder/webgpu/shaders.ts";
 import type { Precision } from "../lib/encoder/hf/graph.ts";
 
 const { values } = parseArgs({
@@ -69,9 +72,24 @@ function compare(rows: Float32Array, scores: Float32Array, ref: { hidden: number
 }
 
 const results: Record<string, unknown>[] = [];
+/**
+ * Tile candidates the WGSL engine does not use by default, for `wgsl+NAME` configs: timed
+ * end to end next to the default rule in the same process (plain GEMMs only).
+ */
+const TILE_VARIANTS: Record<string, GemmTile[]> = {
+  // the 128 x 128 tile with a 32-deep k-slice instead of 16
+  k32: [LARGE_GEMM_TILES.k32, ...GEMM_TILES.slice(1)],
+  // 128 x 256 tiles first, where the product is large enough
+  n256: [LARGE_GEMM_TILES.n256, ...GEMM_TILES],
+};
+
 for (const c of values.configs!.split(",")) {
-  const [device, p] = c.split(":") as ["wasm" | "webgpu" | "wgsl", Precision];
-  const row: Record<string, unknown> = { device, precision: p ?? "f32 (checkpoint weights widened in the shader)" };
+  const [spec, p] = c.split(":") as [string, Precision];
+  const [device, variant] = spec.split("+") as ["wasm" | "webgpu" | "wgsl", string | undefined];
+  const row: Record<string, unknown> = {
+    device: spec,
+    precision: p ?? "f32 (checkpoint weights widened in the shader)",
+  };
   results.push(row);
   try {
     const t0 = performance.now();
@@ -79,6 +97,10 @@ for (const c of values.configs!.split(",")) {
     if (device === "wgsl") {
       const e = await WebGpuEngine.load(values.model!, { profile: true, minWorkgroups: Number(values["min-wg"]) });
       e.profiling = false;
+      if (variant) {
+        if (!TILE_VARIANTS[variant]) throw new Error(`unknown tile variant ${variant}`);
+        e.tiles = { plain: TILE_VARIANTS[variant], swiglu: e.tiles.swiglu };
+      }
       row.loadSeconds = e.loadSeconds;
       row.tiles = { plain: e.tiles.plain.map(tileName), swiglu: e.tiles.swiglu.map(tileName) };
       row.minWorkgroups = e.minWorkgroups;

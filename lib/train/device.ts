@@ -1,22 +1,23 @@
 /**
  * Meta-training with the parameters and the optimizer on the GPU (webgpu backend, store
- * resident there): an epoch's steps send row indices and the K-space results up, and read
- * back once per step. That one readback carries the step's projected rows together with
- * the small parameters (shared_weight, prior, head layers) the host's float64 K-space
- * math needs. The first layer, every gradient product, the global-norm clip and Adam
- * stay on the GPU, in float32. The host copy of the state is brought up to date once, at
- * the end of the epoch (one more readback).
+ * resident there). A step of up to 64 users (stepOnGpu) reads nothing back: it uploads
+ * its row indices, its users' pair ranges and its numbers, and the projection, the
+ * K-space kernel (kspace_gpu.ts), the gradient products, the clip and Adam (one kernel)
+ * all run on the GPU; its objective and losses wait there until the end of the epoch.
+ * A larger step (step) reads its projected rows back once and does the K-space math on
+ * the host. The host copy of the state is brought up to date once, at the end of the
+ * epoch (finish, one readback).
  *
- * Against the host path (wasm/cpu): the same arithmetic, except that Adam's update and
- * the clip run in float32 instead of float64 per element; the weights after several
- * epochs agree to about 1e-7 relative (tests/train/device_test.ts).
+ * Against the host path (wasm/cpu): the same arithmetic, except that the K-space math
+ * (in stepOnGpu), Adam's update and the clip run in float32 instead of float64; the
+ * weights after several epochs agree to about 1e-6 relative (tests/train/device_test.ts).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
 import { gatherResident, type ResidentStore } from "../model/project.ts";
 import type { TrainState } from "./meta.ts";
 import { batchIndices, batchLayout, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
-import { KSPACE_GPU_LIMITS, kspaceGpu } from "./kspace_gpu.ts";
+import { clipAdamGpu, KSPACE_GPU_LIMITS, kspaceGpu } from "./kspace_gpu.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 /** The numbers at the head of a step's upload (see step()). */
@@ -33,10 +34,14 @@ const CPU_FORWARD_MIN = 1000;
 export class DeviceTraining {
   readonly #state: TrainState;
   readonly #store: ResidentStore;
-  /** parameters, first and second moments: flat, [small arrays..., layers.0.weight] */
-  readonly #p: tf.Variable;
-  readonly #m: tf.Variable;
-  readonly #v: tf.Variable;
+  /**
+   * parameters, then first and second moments, one after the other in one buffer, each
+   * flat as [small arrays..., layers.0.weight]; the parameters come first, so their
+   * offsets are offsets into this buffer
+   */
+  readonly #pmv: tf.Variable;
+  /** values in each of the three parts of #pmv */
+  readonly #n: number;
   /** position of layers.0.weight among namedArrays */
   readonly #w1: number;
   /** the other arrays' positions, in the order they sit at the head of the buffers */
@@ -58,21 +63,21 @@ export class DeviceTraining {
     this.#w1 = named.findIndex(([n]) => n === "layers.0.weight");
     this.#small = named.map((_, i) => i).filter((i) => i !== this.#w1);
     this.#smallLen = this.#small.reduce((n, i) => n + named[i][1].length, 0);
-    const upload = (arrays: Float32Array[], trainable: boolean) => {
-      const t = tf.tensor1d(this.#flatten(arrays));
-      const v = tf.variable(t, trainable);
-      t.dispose();
-      return v;
-    };
     let at = 0;
     for (const i of [...this.#small, this.#w1]) {
       this.#offset.set(named[i][0], at);
       at += named[i][1].length;
     }
     this.#inputScale = tf.scalar(INPUT_SCALE);
-    this.#p = upload(named.map(([, a]) => a), true);
-    this.#m = upload(state.adam.m, false);
-    this.#v = upload(state.adam.v, false);
+    const p = this.#flatten(named.map(([, a]) => a));
+    this.#n = p.length;
+    const all = new Float32Array(3 * this.#n);
+    all.set(p);
+    all.set(this.#flatten(state.adam.m), this.#n);
+    all.set(this.#flatten(state.adam.v), 2 * this.#n);
+    const t = tf.tensor1d(all);
+    this.#pmv = tf.variable(t, false);
+    t.dispose();
   }
 
   /** Arrays in namedArrays order, laid out as the buffers are. */
@@ -138,20 +143,20 @@ export class DeviceTraining {
       tf.tidy(() => {
         const weight = (i: number) => {
           const l = layers[i];
-          return tf.reshape(tf.slice(this.#p, [at(`layers.${i}.weight`)], [l.out * l.in]), [
+          return tf.reshape(tf.slice(this.#pmv, [at(`layers.${i}.weight`)], [l.out * l.in]), [
             l.out,
             l.in,
           ]) as tf.Tensor2D;
         };
         const xd = tf.sub(tf.slice(x, [0, 0], [P, H]), tf.slice(x, [P, 0], [P, H])) as tf.Tensor2D;
-        const w1 = tf.reshape(tf.slice(this.#p, [S], [h1 * H]), [h1, H]) as tf.Tensor2D;
+        const w1 = tf.reshape(tf.slice(this.#pmv, [S], [h1 * H]), [h1, H]) as tf.Tensor2D;
         const yd = tf.mul(tf.matMul(xd, w1, false, true), this.#inputScale) as tf.Tensor2D;
         // the head B = W_n ... W_2 (K x h1); none with one layer
         let head: tf.Tensor2D | undefined;
         for (let i = 1; i < layers.length; i++) head = head ? tf.matMul(weight(i), head) : weight(i);
         const z = head ? tf.matMul(yd, head, false, true) : yd;
         const personal = params.priorLogPrecision !== undefined;
-        const out = kspaceGpu(z, tf.tensor1d(meta, "int32"), this.#p, {
+        const out = kspaceGpu(z, tf.tensor1d(meta, "int32"), this.#pmv, {
           k: K,
           users: B,
           pairs: P,
@@ -197,9 +202,10 @@ export class DeviceTraining {
 
   /**
    * Counts the Adam step and returns its numbers (step size, 1 / sqrt(bias correction 2),
-   * clip, Adam's constants) at the head of a block of at least `length` values. The block
-   * is padded to CPU_FORWARD_MIN values so tfjs slices it on the GPU; a smaller one would be
-   * sliced on the host and every slice uploaded on its own.
+   * clip, Adam's constants; the order clipAdamGpu reads) at the head of a block of at least
+   * `length` values. The block is padded to CPU_FORWARD_MIN values so that tfjs slices it on
+   * the GPU (the host path slices its gradients from it); a smaller one would be sliced on
+   * the host and every slice uploaded on its own.
    */
   #numbers(lr: number, clipNorm: number, length: number): Float32Array {
     const t = ++this.#state.adam.step;
@@ -219,18 +225,9 @@ export class DeviceTraining {
     return packed;
   }
 
-  /** The global-norm clip and Adam on the flat gradient g0; `up` holds the step's numbers (see step()). */
+  /** The global-norm clip and Adam on the flat gradient g0 (one kernel); `up` holds the step's numbers (see #numbers). */
   #adam(g0: tf.Tensor, up: tf.Tensor1D): void {
-    const num = (j: number) => tf.slice(up, [j], [1]);
-    // global-norm clip, as clipGlobalNorm: scale = min(1, clip / (norm + 1e-6))
-    const norm = tf.sqrt(tf.sum(tf.square(g0)));
-    const g = tf.mul(g0, tf.minimum(num(8), tf.div(num(2), tf.add(norm, num(9)))));
-    const m = tf.add(tf.mul(this.#m, num(3)), tf.mul(g, num(4)));
-    const v = tf.add(tf.mul(this.#v, num(5)), tf.mul(tf.square(g), num(6)));
-    this.#m.assign(m);
-    this.#v.assign(v);
-    const denom = tf.add(tf.mul(tf.sqrt(v), num(1)), num(7));
-    this.#p.assign(tf.sub(this.#p, tf.div(tf.mul(m, num(0)), denom)));
+    this.#pmv.assign(clipAdamGpu(this.#pmv, g0, up));
   }
 
   /**
@@ -248,9 +245,9 @@ export class DeviceTraining {
     const x = gatherResident(this.#store, batchIndices(batch));
     try {
       const both = tf.tidy(() => {
-        const w1 = tf.reshape(tf.slice(this.#p, [S], [h1 * l0.in]), [h1, l0.in]);
+        const w1 = tf.reshape(tf.slice(this.#pmv, [S], [h1 * l0.in]), [h1, l0.in]);
         const y = tf.mul(tf.matMul(x, w1, false, true), this.#inputScale);
-        return tf.concat([tf.reshape(y, [-1]), tf.slice(this.#p, [0], [S])]);
+        return tf.concat([tf.reshape(y, [-1]), tf.slice(this.#pmv, [0], [S])]);
       });
       const values = await both.data() as Float32Array;
       both.dispose();
@@ -291,10 +288,10 @@ export class DeviceTraining {
    * computed, in step order: one readback for all of it. Frees the GPU copies.
    */
   async finish(): Promise<{ objective: number; losses: number[] }[]> {
-    const all = tf.tidy(() => tf.concat([this.#p, this.#m, this.#v, ...this.#stats.map((t) => tf.reshape(t, [-1]))]));
+    const all = tf.tidy(() => tf.concat([this.#pmv, ...this.#stats.map((t) => tf.reshape(t, [-1]))]));
     const values = await all.data() as Float32Array;
     all.dispose();
-    const n = this.#p.size;
+    const n = this.#n;
     this.#unflatten(values.subarray(0, n), namedArrays(this.#state.params).map(([, a]) => a));
     this.#unflatten(values.subarray(n, 2 * n), this.#state.adam.m);
     this.#unflatten(values.subarray(2 * n, 3 * n), this.#state.adam.v);
@@ -310,7 +307,7 @@ export class DeviceTraining {
 
   /** Frees the GPU copies without reading them back. */
   dispose(): void {
-    [this.#p, this.#m, this.#v, this.#inputScale, ...this.#stats].forEach((t) => t.dispose());
+    [this.#pmv, this.#inputScale, ...this.#stats].forEach((t) => t.dispose());
     this.#stats.length = 0;
   }
 }

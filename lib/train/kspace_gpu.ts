@@ -483,7 +483,8 @@ class KspaceEvalProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number];
   variableNames = ["Z", "Meta", "Params"];
-  uniforms = "nU : i32, nK : i32, nT : i32, scratch : i32, personal : i32, thetaOff : i32, rhoOff : i32, innerLr : f32,";
+  uniforms =
+    "nU : i32, nK : i32, nT : i32, scratch : i32, personal : i32, thetaOff : i32, rhoOff : i32, innerLr : f32,";
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = false;
   constructor(outLength: number, users: number) {
@@ -607,10 +608,68 @@ export function kspaceGpu(z: tf.Tensor, meta: tf.Tensor, params: tf.Tensor, o: K
   return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
 }
 
+const ADAM_MAIN = `
+// element i of the flat parameters: the global-norm clip's scale from the sum of squares,
+// then Adam; p, m and v sit one after the other in PMV and in the result
+fn main(index: i32) {
+  let n = uniforms.n;
+  if (index >= n) { return; }
+  let scale = min(Num[8], Num[2] / (sqrt(SS[0]) + Num[9]));
+  let g = G[index] * scale;
+  let m = PMV[n + index] * Num[3] + g * Num[4];
+  let v = PMV[2 * n + index] * Num[5] + g * g * Num[6];
+  result[index] = PMV[index] - (m * Num[0]) / (sqrt(v) * Num[1] + Num[7]);
+  result[n + index] = m;
+  result[2 * n + index] = v;
+}
+`;
+
+/** tfjs-backend-webgpu's program for the clip and Adam: one thread per parameter. */
+class AdamProgram {
+  outputShape: number[];
+  shaderKey = "mrmClipAdam";
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  variableNames = ["PMV", "G", "SS", "Num"];
+  uniforms = "n : i32,";
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = false;
+  constructor(n: number) {
+    this.outputShape = [3 * n];
+    const groups = Math.ceil(n / 64);
+    this.dispatch = [Math.min(groups, 65535), Math.ceil(groups / 65535), 1];
+  }
+  getUserCode(): string {
+    return ADAM_MAIN;
+  }
+}
+
+/**
+ * The outer step's global-norm clip and Adam update in one kernel (tfjs's elementwise
+ * ops took about 30 kernels). `pmv` is [parameters, first moments, second moments]
+ * (3n values), `g` the flat gradient (n), `numbers` the step's numbers: [step size
+ * lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t), clip norm, beta1, 1 - beta1, beta2,
+ * 1 - beta2, eps, 1, 1e-6]. Returns the updated [parameters, moments] (3n); the clip
+ * scales g by min(1, clip / (|g| + 1e-6)), as clipGlobalNorm does.
+ */
+export function clipAdamGpu(pmv: tf.Tensor, g: tf.Tensor, numbers: tf.Tensor): tf.Tensor1D {
+  const n = g.size;
+  if (pmv.size !== 3 * n) throw new RangeError(`clipAdamGpu: ${pmv.size} values for ${n} parameters (want 3n)`);
+  return tf.tidy(() => {
+    const ss = tf.sum(tf.square(g));
+    // deno-lint-ignore no-explicit-any
+    const backend = tf.backend() as any;
+    const info = backend.runWebGPUProgram(new AdamProgram(n), [pmv, g, ss, numbers], "float32", [
+      { type: "int32", data: [n] },
+    ]);
+    return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
+  });
+}
+
 let ready: Promise<void> | undefined;
 
 /**
- * Runs both kernels (the training step's and the evaluation's) once on a tiny input
+ * Runs the kernels (the training step's, the evaluation's, the clip and Adam) once on a tiny input
  * under a validation error scope, once per process (one readback). A WGSL error would
  * otherwise leave a pipeline invalid and every step or evaluation silently without
  * effect; this turns it into an error.
@@ -645,14 +704,27 @@ export function kspaceGpuReady(): Promise<void> {
         thetaOffset: 0,
         rhoOffset: 2,
       });
-      // the step's one user's loss (> 0; after dz 2 x 2, dTheta, dRho, the objective) and the
-      // evaluation's counts (test: 1 of 1; validation: 2 of 2)
-      return tf.concat([tf.slice(step, [2 * 2 + 2 * 2 + 1], [1]), tf.slice(evaluation, [0], [2])]);
+      // p = 1, m = v = 0, g = 2 unclipped: m = 0.2, v = 0.004, p = 1 - 0.2 / sqrt(0.004)
+      const adam = clipAdamGpu(
+        tf.tensor1d([1, 0, 0]),
+        tf.tensor1d([2]),
+        tf.tensor1d([1, 1, 10, 0.9, 0.1, 0.999, 0.001, 0, 1, 1e-6]),
+      );
+      // the step's one user's loss (> 0; after dz 2 x 2, dTheta, dRho, the objective), the
+      // evaluation's counts (test: 1 of 1; validation: 2 of 2), the updated parameter
+      return tf.concat([
+        tf.slice(step, [2 * 2 + 2 * 2 + 1], [1]),
+        tf.slice(evaluation, [0], [2]),
+        tf.slice(adam, [0], [1]),
+      ]);
     });
     const values = await out.data();
     out.dispose();
     const error = await device.popErrorScope();
-    if (error || !(values[0] > 0) || values[1] !== 1 || values[2] !== 2) {
+    if (
+      error || !(values[0] > 0) || values[1] !== 1 || values[2] !== 2 ||
+      !(Math.abs(values[3] - (1 - 0.2 / Math.sqrt(0.004))) < 1e-4)
+    ) {
       ready = undefined;
       throw new Error(
         `the K-space WGSL kernels failed on this adapter: ${error?.message ?? `outputs ${Array.from(values)}`}`,

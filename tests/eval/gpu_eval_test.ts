@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
 import { generateSynthetic } from "../../lib/data/synthetic.ts";
-import { evaluate, type EvalOptions, type EvalResult } from "../../lib/eval/evaluate.ts";
+import { type EvalOptions, type EvalResult, evaluate } from "../../lib/eval/evaluate.ts";
 import { initParams, type MrmParams } from "../../lib/model/params.ts";
 import { releaseResidentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
 import { preset, type TrainConfig } from "../../lib/presets.ts";

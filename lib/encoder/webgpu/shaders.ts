@@ -65,6 +65,18 @@ export const GEMM_TILES: GemmTile[] = [
   GEMM_TILE,
 ];
 
+/**
+ * Larger tiles the default rule does not pick, kept for timing them end to end on a GPU
+ * (bench/hf_gpu_check.ts, `wgsl+k32` / `wgsl+n256`): in the GEMM bench on an H200 they ran
+ * the 8B shapes at 2048 tokens 1.5-1.9x faster than 128 x 128 x 16, and slower on small products.
+ */
+export const LARGE_GEMM_TILES = {
+  /** 128 x 128 with a 32-deep k-slice */
+  k32: { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8 },
+  /** 128 x 256, 8 x 16 outputs per thread */
+  n256: { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16 },
+} as const satisfies Record<string, GemmTile>;
+
 /** Candidate tiles of the gate/up GEMM (two accumulators per output: half the columns of GEMM_TILES' first). */
 export const SWIGLU_TILES: GemmTile[] = [
   { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 },
