@@ -6,17 +6,12 @@
 # Environment: GEMM_BENCH=1 first runs bench/wgsl_gemm_bench.ts (table in OUTDIR/gemm_table.md);
 # BATCHES (1,4,8), BUDGET_S (60) and DENO_LIMIT (240) shape the timed runs.
 # Needs: .devcarry/gpu/deno.xz (the deno binary, xz), .devcarry/gpu/nm.tar.xz (node_modules
-# with onnxruntime-web, onnx-proto and their dependencies), .gl/*.deb (Vulkan and GL
-# loaders from Debian). Each shape's model is made by tests/fixtures/hf/make_gpu_model.py.
+# with tfjs, onnxruntime-web, onnx-proto and their dependencies), .gl/*.deb (Vulkan and GL
+# loaders from Debian); bench/gpu_setup.sh unpacks them. Each shape's model is made by tests/fixtures/hf/make_gpu_model.py.
 set -u
 out=${1:?output folder}; plan=${2:-"qwen3-0.6b@wgsl,webgpu:f16"}
 mkdir -p "$out"
-for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-export LD_LIBRARY_PATH=/usr/local/nvidia/lib64:${LD_LIBRARY_PATH:-}
-export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-export PYTHONUNBUFFERED=1
-xz -dc .devcarry/gpu/deno.xz >/tmp/deno && chmod +x /tmp/deno
-[ -d node_modules/.deno ] || tar xJf .devcarry/gpu/nm.tar.xz
+. bench/gpu_setup.sh
 if [ -n "${GEMM_BENCH:-}" ]; then
   # the GEMM alone, every tile, next to onnxruntime-web's MatMul (bench/wgsl_gemm_bench.ts)
   # (ours and onnxruntime-web's in two runs, so that slow session creation cannot starve ours)
