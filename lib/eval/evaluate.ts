@@ -104,6 +104,7 @@ export async function evaluate(
 ): Promise<EvalResult> {
   const store = residentRows(embeddings, params.dim);
   if (store) {
+    await store.ready;
     const trains = tasks.map((t) => opts.shots === undefined ? t.train : t.train.slice(0, opts.shots));
     const right = await rightCountsOnGpu(params, store, tasks, trains, opts);
     return summarize(tasks.map((t, u) => {

@@ -1,8 +1,10 @@
 /**
- * Evaluation on the GPU (webgpu backend, store resident there): the whole store is
- * projected through the first layer, every user's pair features are gathered and mapped
- * to K-space, and one kernel adapts all users at once and counts the pairs each ranks
- * right (lib/train/kspace_gpu.ts). One readback: two counts per user.
+ * Evaluation on the GPU (webgpu backend, store resident there): every user's pair
+ * features are computed from the store (projectPairsGpu: one upload of the users' ranges
+ * and pair rows; where the store has more chunks or the first layer is wider than it
+ * takes, the whole store is projected and gathered with tfjs ops instead) and mapped to
+ * K-space, and one kernel adapts all users at once and counts the pairs each ranks right
+ * (lib/train/kspace_gpu.ts). One readback: two counts per user.
  *
  * Against the host evaluation (evaluateProjected): the head and the K-space adaptation
  * run in float32 instead of float64, so a pair whose margin is within float32 rounding
@@ -11,7 +13,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { headMatrix } from "../model/head.ts";
 import { isPersonal, type MrmParams, numBases } from "../model/params.ts";
-import { firstLayerTensor, type ResidentStore } from "../model/project.ts";
+import { firstLayerTensor, type ResidentStore, uploadInt32 } from "../model/project.ts";
+import { pairsGpuFits, projectPairsGpu } from "../model/pairs_gpu.ts";
 import type { UserTask } from "../data/tasks.ts";
 import { kspaceEvalGpu, kspaceGpuReady } from "../train/kspace_gpu.ts";
 
@@ -49,31 +52,51 @@ export async function rightCountsOnGpu(
   const small = new Float32Array(2 * K);
   small.set(params.sharedWeight);
   if (personal) small.set(params.priorLogPrecision!, K);
-  const w1 = firstLayerTensor(params.layers[0]);
-  let counts: tf.Tensor;
-  try {
-    counts = tf.tidy(() => {
-      const y = store.chunks.length === 1
-        ? tf.matMul(store.chunks[0], w1)
-        : tf.concat2d(store.chunks.map((c) => tf.matMul(c, w1)), 0);
-      const yd = tf.sub(tf.gather(y, tf.tensor1d(chosen, "int32")), tf.gather(y, tf.tensor1d(rejected, "int32")));
-      // z = yd B^T with the head B (K x h1); the identity when there is no head
-      const z = params.layers.length > 1
-        ? tf.matMul(yd, tf.tensor2d(Float32Array.from(headMatrix(params)), [K, h1]), false, true)
-        : yd;
-      const out = kspaceEvalGpu(z, tf.tensor1d(meta, "int32"), tf.tensor1d(small), {
-        k: K,
-        users: U,
-        personal,
-        innerLr,
-        innerSteps,
-        thetaOffset: 0,
-        rhoOffset: K,
-      });
-      return tf.slice(out, [0], [2 * U]);
+  const kspace = (z: tf.Tensor, meta: tf.Tensor) =>
+    kspaceEvalGpu(z, meta, tf.tensor1d(small), {
+      k: K,
+      users: U,
+      personal,
+      innerLr,
+      innerSteps,
+      thetaOffset: 0,
+      rhoOffset: K,
     });
-  } finally {
-    w1.dispose();
+  // z = yd B^T with the head B (K x h1); yd itself when there is no head
+  const toZ = (yd: tf.Tensor2D) =>
+    params.layers.length > 1
+      ? tf.matMul(yd, tf.tensor2d(Float32Array.from(headMatrix(params)), [K, h1]), false, true)
+      : yd;
+  let counts: tf.Tensor;
+  if (pairsGpuFits(store, h1)) {
+    // one upload: the users' ranges, then every pair's chosen and rejected rows; the pair
+    // features straight from the store (projectPairsGpu)
+    const packed = new Int32Array(6 * U + 2 * P);
+    packed.set(meta);
+    packed.set(chosen, 6 * U);
+    packed.set(rejected, 6 * U + P);
+    const up = uploadInt32(packed);
+    try {
+      counts = tf.tidy(() => {
+        const yd = projectPairsGpu(store, up, 6 * U, P, tf.tensor1d(params.layers[0].weight), 0, h1);
+        return tf.slice(kspace(toZ(yd), up), [0], [2 * U]);
+      });
+    } finally {
+      up.dispose();
+    }
+  } else {
+    const w1 = firstLayerTensor(params.layers[0]);
+    try {
+      counts = tf.tidy(() => {
+        const y = store.chunks.length === 1
+          ? tf.matMul(store.chunks[0], w1)
+          : tf.concat2d(store.chunks.map((c) => tf.matMul(c, w1)), 0);
+        const yd = tf.sub(tf.gather(y, tf.tensor1d(chosen, "int32")), tf.gather(y, tf.tensor1d(rejected, "int32")));
+        return tf.slice(kspace(toZ(yd as tf.Tensor2D), tf.tensor1d(meta, "int32")), [0], [2 * U]);
+      });
+    } finally {
+      w1.dispose();
+    }
   }
   const right = await counts.data() as Float32Array;
   counts.dispose();

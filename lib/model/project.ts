@@ -54,9 +54,9 @@ export function rowCombination(
 /**
  * The store's rows kept on the GPU (webgpu backend only), uploaded once and reused by
  * every step and evaluation of a run: steps then send row indices instead of rows, and an
- * evaluation projects the whole store with one readback. A store larger than the
- * device's storage binding limit is kept as several tensors (chunks of whole rows, each
- * within the limit). One store at a time (a new one replaces it).
+ * evaluation reads back only its counts. A store larger than the device's storage binding
+ * limit is kept as several tensors (chunks of whole rows, each within the limit). One
+ * store at a time (a new one replaces it).
  */
 export interface ResidentStore {
   /** the chunks, [rows, H] each; every chunk but the last holds `rowsPerChunk` rows */
@@ -65,10 +65,14 @@ export interface ResidentStore {
   rowsPerChunk: number;
   /** columns H */
   dim: number;
+  /** settles when the upload is known to have worked; rejects (naming the size) when the GPU refused it */
+  ready: Promise<void>;
 }
 
-let resident: { key: Float32Array; store: ResidentStore } | undefined;
+let resident: { key: Float32Array; store: ResidentStore; buffers: GPUBuffer[] } | undefined;
 let chunkBytesOverride: number | undefined;
+/** bytes handed to one queue.writeBuffer call (the implementation stages each call in host memory) */
+const WRITE_BYTES = 64 * 2 ** 20;
 
 /**
  * Caps the bytes of one resident chunk below the device's binding limit (undefined: the
@@ -80,12 +84,18 @@ export function setResidentChunkBytes(bytes: number | undefined): void {
   releaseResidentRows();
 }
 
-/** The store kept on the GPU when the backend is webgpu, else undefined. */
+/**
+ * The store kept on the GPU when the backend is webgpu, else undefined. The rows go up
+ * with queue.writeBuffer into buffers this module owns, which become tensors without a
+ * copy: measured on an NVIDIA H200 in Deno, tfjs's own upload path (a buffer mapped at
+ * creation, filled through getMappedRange) moved 0.8 GB in 43 s.
+ */
 export function residentRows(embeddings: Float32Array, dim: number): ResidentStore | undefined {
   if (tf.getBackend() !== "webgpu" || embeddings.length === 0) return undefined;
   if (resident?.key === embeddings && resident.store.dim === dim) return resident.store;
   // deno-lint-ignore no-explicit-any
-  const limits = (tf.backend() as any).device?.limits;
+  const device = (tf.backend() as any).device as GPUDevice;
+  const limits = device.limits;
   const limit = Math.min(
     limits?.maxStorageBufferBindingSize ?? 128 * 2 ** 20,
     limits?.maxBufferSize ?? Infinity,
@@ -94,18 +104,80 @@ export function residentRows(embeddings: Float32Array, dim: number): ResidentSto
   const rows = embeddings.length / dim, rowsPerChunk = Math.floor(limit / (dim * 4));
   if (rowsPerChunk < 1) return undefined;
   releaseResidentRows();
-  const chunks: tf.Tensor2D[] = [];
+  const chunks: tf.Tensor2D[] = [], buffers: GPUBuffer[] = [];
+  device.pushErrorScope("out-of-memory");
+  device.pushErrorScope("validation");
   for (let r = 0; r < rows; r += rowsPerChunk) {
-    const m = Math.min(rowsPerChunk, rows - r);
-    chunks.push(tf.keep(tf.tensor2d(embeddings.subarray(r * dim, (r + m) * dim), [m, dim])));
+    const m = Math.min(rowsPerChunk, rows - r), values = m * dim;
+    const buffer = device.createBuffer({
+      size: values * 4,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    buffers.push(buffer);
+    for (let at = 0; at < values; at += WRITE_BYTES / 4) {
+      device.queue.writeBuffer(
+        buffer,
+        at * 4,
+        embeddings as Float32Array<ArrayBuffer>,
+        r * dim + at,
+        Math.min(WRITE_BYTES / 4, values - at),
+      );
+    }
+    chunks.push(tf.keep(tf.tensor({ buffer, zeroCopy: true }, [m, dim], "float32") as tf.Tensor2D));
   }
-  resident = { key: embeddings, store: { chunks, rowsPerChunk, dim } };
+  const gib = (embeddings.length * 4 / 2 ** 30).toFixed(2);
+  const ready = Promise.all([device.popErrorScope(), device.popErrorScope()]).then(([validation, memory]) => {
+    const error = memory ?? validation;
+    if (error) {
+      throw new Error(
+        `the embedding store (${rows} rows x H=${dim}, ${gib} GiB) could not be kept on the GPU: ${error.message}; ` +
+          `use --backend wasm`,
+      );
+    }
+  });
+  // a rejection is reported where ready is awaited; this keeps it from counting as unhandled first
+  ready.catch(() => {});
+  resident = { key: embeddings, store: { chunks, rowsPerChunk, dim, ready }, buffers };
   return resident.store;
+}
+
+/**
+ * How small per-step tensors go up on webgpu: "tfjs" (tfjs's own path, a buffer mapped
+ * at creation and filled through getMappedRange) or "write" (queue.writeBuffer into a
+ * new buffer, copied into a tfjs tensor on the GPU). Both give the same tensor; which is
+ * cheaper in host time is a property of the WebGPU implementation (bench/gpu_check.ts
+ * times both).
+ */
+export type UploadMode = "tfjs" | "write";
+let uploadMode: UploadMode = "write";
+
+/** Sets how uploadInt32 sends values (see UploadMode); returns the previous mode. */
+export function setUploadMode(mode: UploadMode): UploadMode {
+  const was = uploadMode;
+  uploadMode = mode;
+  return was;
+}
+
+/** An int32 tensor of `values`, sent to the GPU as the upload mode says (webgpu only). */
+export function uploadInt32(values: Int32Array): tf.Tensor1D {
+  if (uploadMode === "tfjs" || tf.getBackend() !== "webgpu") return tf.tensor1d(values, "int32");
+  // deno-lint-ignore no-explicit-any
+  const device = (tf.backend() as any).device as GPUDevice;
+  const buffer = device.createBuffer({
+    size: Math.max(4, values.byteLength),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+  device.queue.writeBuffer(buffer, 0, values as Int32Array<ArrayBuffer>);
+  // tfjs copies it into a buffer of its own and submits the copy; this one can go then
+  const t = tf.tensor({ buffer }, [values.length], "int32") as tf.Tensor1D;
+  buffer.destroy();
+  return t;
 }
 
 /** Frees the GPU copy of the store (runs call it when they end). */
 export function releaseResidentRows(): void {
   resident?.store.chunks.forEach((c) => c.dispose());
+  resident?.buffers.forEach((b) => b.destroy());
   resident = undefined;
 }
 
@@ -200,6 +272,7 @@ export async function projectAll(
   const w = firstLayerTensor(layer);
   const store = residentRows(embeddings, dim);
   if (store) {
+    await store.ready;
     // the store is on the GPU: one product per chunk, joined there, one readback
     try {
       const y = tf.tidy(() => tf.concat2d(store.chunks.map((c) => tf.matMul(c, w)), 0));

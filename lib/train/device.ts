@@ -14,16 +14,31 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
-import { gatherResident, type ResidentStore } from "../model/project.ts";
+import { gatherResident, type ResidentStore, uploadInt32 } from "../model/project.ts";
+import { firstLayerGradGpu, pairsGpuFits, projectPairsGpu } from "../model/pairs_gpu.ts";
 import type { TrainState } from "./meta.ts";
 import { batchIndices, batchLayout, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
-import { clipAdamGpu, KSPACE_GPU_LIMITS, kspaceGpu } from "./kspace_gpu.ts";
+import { CLIP_ADAM_PACKED_MAX, clipAdamGpu, clipAdamPackedGpu, KSPACE_GPU_LIMITS, kspaceGpu } from "./kspace_gpu.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 /** The numbers at the head of a step's upload (see step()). */
 const NUMBERS = 10;
 /** tfjs-webgpu computes ops on host-side tensors below 1000 values on the host (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD). */
 const CPU_FORWARD_MIN = 1000;
+
+let fuseSteps = true;
+
+/**
+ * Whether one-layer models take the fused step (pair features and the first layer's
+ * gradient read straight from the store, one upload, five kernels) where it fits; off,
+ * every GPU step takes the general one (tfjs gathers and products). For tests and
+ * gpu_check, which compare the two. Returns the previous setting.
+ */
+export function setFusedSteps(on: boolean): boolean {
+  const was = fuseSteps;
+  fuseSteps = on;
+  return was;
+}
 
 /**
  * The trainable arrays and their Adam moments on the GPU for the length of an epoch, each
@@ -137,6 +152,7 @@ export class DeviceTraining {
       meta[4 * b + 3] = t.query.length;
       t.query.forEach(put);
     });
+    if (this.#fusable()) return this.#fusedStep(B, P, idx, meta, opts, lr, clipNorm);
     const packed = this.#numbers(lr, clipNorm, NUMBERS);
     const x = gatherResident(this.#store, idx);
     try {
@@ -197,6 +213,62 @@ export class DeviceTraining {
       });
     } finally {
       x.dispose();
+    }
+  }
+
+  /** Whether the fused step takes this model and store (see setFusedSteps). */
+  #fusable(): boolean {
+    const layers = this.#state.params.layers;
+    return fuseSteps && layers.length === 1 && pairsGpuFits(this.#store, layers[0].out) &&
+      this.#n <= CLIP_ADAM_PACKED_MAX;
+  }
+
+  /**
+   * stepOnGpu for a one-layer model: one int32 upload holds the step's numbers (float32
+   * bits), the users' pair ranges and the pairs' rows; then five kernels: the pair
+   * features from the store (projectPairsGpu), the K-space kernel, the flat gradient from
+   * the store (firstLayerGradGpu), the clip and Adam (clipAdamPackedGpu), and the slice
+   * that keeps the step's objective and losses.
+   */
+  #fusedStep(B: number, P: number, idx: Int32Array, meta: Int32Array, opts: StepOptions, lr: number, clip: number) {
+    const params = this.#state.params, K = params.layers[0].out, S = this.#smallLen;
+    const at = (name: string) => this.#offset.get(name)!;
+    const rowsAt = NUMBERS + 4 * B;
+    const packed = new Int32Array(rowsAt + 2 * P);
+    new Float32Array(packed.buffer, 0, NUMBERS).set(this.#numbers(lr, clip, NUMBERS).subarray(0, NUMBERS));
+    packed.set(meta, NUMBERS);
+    packed.set(idx, rowsAt);
+    const up = uploadInt32(packed);
+    const personal = params.priorLogPrecision !== undefined;
+    try {
+      tf.tidy(() => {
+        const z = projectPairsGpu(this.#store, up, rowsAt, P, this.#pmv, S, K);
+        const out = kspaceGpu(z, up, this.#pmv, {
+          k: K,
+          users: B,
+          pairs: P,
+          personal,
+          innerLr: opts.innerLr,
+          innerSteps: opts.innerSteps,
+          firstOrder: opts.firstOrder,
+          objective: opts.objective ?? "rpo",
+          rpoRho: opts.rpoRho,
+          rpoGamma: opts.rpoGamma,
+          thetaOffset: at("shared_weight"),
+          rhoOffset: personal ? at("prior_log_precision") : 0,
+          metaOffset: NUMBERS,
+        });
+        const g = firstLayerGradGpu(this.#store, up, rowsAt, P, out, {
+          small: S,
+          width: K,
+          thetaAt: at("shared_weight"),
+          rhoAt: personal ? at("prior_log_precision") : -1,
+        });
+        this.#pmv.assign(clipAdamPackedGpu(this.#pmv, g, up));
+        this.#stats.push(tf.keep(tf.slice(out, [P * K + 2 * K], [1 + B])));
+      });
+    } finally {
+      up.dispose();
     }
   }
 

@@ -17,6 +17,7 @@
  *   40 iterations) instead of at 1e-10.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { firstLayerGradGpu, projectPairsGpu } from "../model/pairs_gpu.ts";
 
 /** The most users per step the kernel takes (one workgroup; the host path runs larger steps). */
 export const KSPACE_GPU_LIMITS = { users: 64 } as const;
@@ -41,6 +42,8 @@ export interface KspaceGpuOptions {
   thetaOffset: number;
   /** offset of prior_log_precision (mrm-p) in the parameter buffer */
   rhoOffset: number;
+  /** where the users' pair ranges start in `meta` (0 when it holds only them) */
+  metaOffset?: number;
 }
 
 const B1 = 0.9, B2 = 0.999, EPS = 1e-8;
@@ -245,7 +248,8 @@ fn main(index: i32) {
   let PK = uniforms.nPairs * K;
   let live = b < B;
   var sS = 0; var nS = 0; var qS = 0; var nQ = 0;
-  if (live) { sS = Meta[4 * b]; nS = Meta[4 * b + 1]; qS = Meta[4 * b + 2]; nQ = Meta[4 * b + 3]; }
+  let mo = uniforms.metaOff + 4 * b;
+  if (live) { sS = Meta[mo]; nS = Meta[mo + 1]; qS = Meta[mo + 2]; nQ = Meta[mo + 3]; }
 
   // this user's scratch block
   let base = PK + 2 * K + 1 + B + b * uniforms.scratch;
@@ -440,7 +444,8 @@ fn main(index: i32) {
   if (b >= uniforms.nU) { return; }
   let K = uniforms.nK;
   let T = uniforms.nT;
-  let sS = Meta[6 * b]; let nS = Meta[6 * b + 1];
+  let mo = uniforms.metaOff + 6 * b;
+  let sS = Meta[mo]; let nS = Meta[mo + 1];
   let base = 2 * uniforms.nU + b * uniforms.scratch;
   let oTh = base;
   let oGr = oTh + (T + 1) * K;
@@ -465,8 +470,8 @@ fn main(index: i32) {
     ksInnerAdam(oTh, oGr, oMm, oVv, w, u, g, sS, nS);
   }
   for (var part = 0; part < 2; part++) {
-    let start = Meta[6 * b + 2 + 2 * part];
-    let n = Meta[6 * b + 3 + 2 * part];
+    let start = Meta[mo + 2 + 2 * part];
+    let n = Meta[mo + 3 + 2 * part];
     var right = 0;
     for (var p = start; p < start + n; p++) {
       if (ksMargin(w, p) > 0.0) { right++; }
@@ -484,7 +489,7 @@ class KspaceEvalProgram {
   dispatch: [number, number, number];
   variableNames = ["Z", "Meta", "Params"];
   uniforms =
-    "nU : i32, nK : i32, nT : i32, scratch : i32, personal : i32, thetaOff : i32, rhoOff : i32, innerLr : f32,";
+    "nU : i32, nK : i32, nT : i32, scratch : i32, personal : i32, thetaOff : i32, rhoOff : i32, metaOff : i32, innerLr : f32,";
   workgroupSize: [number, number, number] = [64, 1, 1];
   size = false;
   constructor(outLength: number, users: number) {
@@ -510,6 +515,8 @@ export interface KspaceEvalOptions {
   thetaOffset: number;
   /** offset of prior_log_precision (mrm-p) in the parameter tensor */
   rhoOffset: number;
+  /** where the users' ranges start in `meta` (0 when it holds only them) */
+  metaOffset?: number;
 }
 
 /** Scratch values per user in the evaluation kernel: the inner steps' history, a K x K matrix, 6 vectors. */
@@ -536,6 +543,7 @@ export function kspaceEvalGpu(z: tf.Tensor, meta: tf.Tensor, params: tf.Tensor, 
     { type: "int32", data: [o.personal ? 1 : 0] },
     { type: "int32", data: [o.thetaOffset] },
     { type: "int32", data: [o.rhoOffset] },
+    { type: "int32", data: [o.metaOffset ?? 0] },
     { type: "float32", data: [o.innerLr] },
   ];
   // deno-lint-ignore no-explicit-any
@@ -552,7 +560,7 @@ class KspaceProgram {
   dispatch: [number, number, number] = [1, 1, 1];
   variableNames = ["Z", "Meta", "Params"];
   uniforms =
-    "nB : i32, nK : i32, nT : i32, nPairs : i32, scratch : i32, personal : i32, firstOrder : i32, meanObj : i32, thetaOff : i32, rhoOff : i32, innerLr : f32, rpoRho : f32, rpoGamma : f32,";
+    "nB : i32, nK : i32, nT : i32, nPairs : i32, scratch : i32, personal : i32, firstOrder : i32, meanObj : i32, thetaOff : i32, rhoOff : i32, metaOff : i32, innerLr : f32, rpoRho : f32, rpoGamma : f32,";
   workgroupSize: [number, number, number] = [KSPACE_GPU_LIMITS.users, 1, 1];
   size = false;
   constructor(outLength: number) {
@@ -598,6 +606,7 @@ export function kspaceGpu(z: tf.Tensor, meta: tf.Tensor, params: tf.Tensor, o: K
     { type: "int32", data: [o.objective === "mean" ? 1 : 0] },
     { type: "int32", data: [o.thetaOffset] },
     { type: "int32", data: [o.rhoOffset] },
+    { type: "int32", data: [o.metaOffset ?? 0] },
     { type: "float32", data: [o.innerLr] },
     { type: "float32", data: [o.rpoRho] },
     { type: "float32", data: [o.rpoGamma] },
@@ -666,10 +675,77 @@ export function clipAdamGpu(pmv: tf.Tensor, g: tf.Tensor, numbers: tf.Tensor): t
   });
 }
 
+const CLIP_ADAM_ONE_GROUP = `
+var<workgroup> ss: array<f32, 256>;
+fn num(i: i32) -> f32 { return bitcast<f32>(Packed[i]); }
+// one workgroup: the gradient's sum of squares first, then Adam on every element
+fn main(index: i32) {
+  let t = i32(localId.x);
+  let n = uniforms.n;
+  var s = 0.0;
+  for (var i = t; i < n; i += 256) { s += G[i] * G[i]; }
+  ss[t] = s;
+  workgroupBarrier();
+  for (var w = 128; w > 0; w = w >> 1) {
+    if (t < w) { ss[t] += ss[t + w]; }
+    workgroupBarrier();
+  }
+  let scale = min(num(8), num(2) / (sqrt(ss[0]) + num(9)));
+  for (var i = t; i < n; i += 256) {
+    let g = G[i] * scale;
+    let m = PMV[n + i] * num(3) + g * num(4);
+    let v = PMV[2 * n + i] * num(5) + g * g * num(6);
+    result[i] = PMV[i] - (m * num(0)) / (sqrt(v) * num(1) + num(7));
+    result[n + i] = m;
+    result[2 * n + i] = v;
+  }
+}
+`;
+
+/** The clip and Adam in one workgroup, the step's numbers read from the packed int32 upload. */
+class ClipAdamPackedProgram {
+  outputShape: number[];
+  shaderKey = "mrmClipAdamPacked";
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number] = [1, 1, 1];
+  variableNames = ["PMV", "G", "Packed"];
+  uniforms = "n : i32,";
+  workgroupSize: [number, number, number] = [256, 1, 1];
+  size = false;
+  constructor(n: number) {
+    this.outputShape = [3 * n];
+  }
+  getUserCode(): string {
+    return CLIP_ADAM_ONE_GROUP;
+  }
+}
+
+/** The most parameters clipAdamPackedGpu takes (one workgroup walks them all, twice). */
+export const CLIP_ADAM_PACKED_MAX = 2 ** 20;
+
+/**
+ * clipAdamGpu as one kernel of one workgroup, which also sums the gradient's squares, with
+ * the step's numbers (in clipAdamGpu's order) as float32 bits at the head of the int32
+ * tensor `packed`. For up to CLIP_ADAM_PACKED_MAX parameters.
+ */
+export function clipAdamPackedGpu(pmv: tf.Tensor, g: tf.Tensor, packed: tf.Tensor): tf.Tensor1D {
+  const n = g.size;
+  if (pmv.size !== 3 * n || n > CLIP_ADAM_PACKED_MAX) {
+    throw new RangeError(`clipAdamPackedGpu: ${pmv.size} values for ${n} parameters`);
+  }
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  const info = backend.runWebGPUProgram(new ClipAdamPackedProgram(n), [pmv, g, packed], "float32", [
+    { type: "int32", data: [n] },
+  ]);
+  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
+}
+
 let ready: Promise<void> | undefined;
 
 /**
- * Runs the kernels (the training step's, the evaluation's, the clip and Adam) once on a tiny input
+ * Runs the kernels (the training step's, the evaluation's, the clip and Adam, the pair
+ * features and first-layer gradient from the store) once on a tiny input
  * under a validation error scope, once per process (one readback). A WGSL error would
  * otherwise leave a pipeline invalid and every step or evaluation silently without
  * effect; this turns it into an error.
@@ -704,6 +780,22 @@ export function kspaceGpuReady(): Promise<void> {
         thetaOffset: 0,
         rhoOffset: 2,
       });
+      // the pair kernels on a store of rows [1, 2] and [0, 5], one pair (0 over 1), W1 = [1, 1]:
+      // yd = 0.01 (1 - 2) = -0.01; with dz = 3 the gradient of W1 is 0.01 * 3 * [1, -3]
+      const store = { chunks: [tf.tensor2d([1, 2, 0, 5], [2, 2])], rowsPerChunk: 2, dim: 2, ready: Promise.resolve() };
+      const rows = tf.tensor1d([0, 1], "int32");
+      const yd = projectPairsGpu(store, rows, 0, 1, tf.tensor1d([1, 1]), 0, 1);
+      const gw = firstLayerGradGpu(store, rows, 0, 1, tf.tensor1d([3, 0, 0]), {
+        small: 0,
+        width: 1,
+        thetaAt: 0,
+        rhoAt: -1,
+      });
+      const packedAdam = clipAdamPackedGpu(
+        tf.tensor1d([1, 0, 0]),
+        tf.tensor1d([2]),
+        tf.tensor1d(new Int32Array(new Float32Array([1, 1, 10, 0.9, 0.1, 0.999, 0.001, 0, 1, 1e-6]).buffer), "int32"),
+      );
       // p = 1, m = v = 0, g = 2 unclipped: m = 0.2, v = 0.004, p = 1 - 0.2 / sqrt(0.004)
       const adam = clipAdamGpu(
         tf.tensor1d([1, 0, 0]),

@@ -90,7 +90,7 @@ export async function trainEpoch(
   };
   // webgpu with the store resident: parameters and Adam stay on the GPU for the epoch
   const store = residentRows(embeddings, state.params.dim);
-  if (store) await kspaceGpuReady();
+  if (store) await Promise.all([store.ready, kspaceGpuReady()]);
   const device = store ? new DeviceTraining(state, store) : undefined;
   try {
     for (let i = 0; i < order.length; i += c.tasksPerBatch) {

@@ -225,6 +225,7 @@ export async function metaStep(
   const H = params.dim, h1 = params.layers[0].out;
   // on webgpu the store stays on the GPU and the step's rows are gathered there by index
   const store = residentRows(embeddings, H);
+  await store?.ready;
   const { offsets, nRows } = gatherBatch(embeddings, H, batch.map((t) => t.rows), scratch, !store);
   const indices = store ? batchIndices(batch) : undefined;
   const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H, store && { store, indices: indices! });

@@ -67,6 +67,11 @@ const cases: { name: string; opts: EvalOptions; params: () => Promise<MrmParams>
     params: () => Promise.resolve(initParams(dim, { hiddenSizes: [3], seed: 6 })),
   },
   {
+    name: "MRM with a head (layers 4, 3)",
+    opts: { innerLr: 0.05, innerSteps: 2 },
+    params: () => Promise.resolve(initParams(dim, { hiddenSizes: [4, 3], seed: 7 })),
+  },
+  {
     name: "mrm-p (MAP fit)",
     opts: { innerLr: 1e-3, innerSteps: 1 },
     params: () => initPersonal(store.embeddings, dim, seen, { k: 3, ridge: 1, shrink: 0.5, seed: 4 }),
@@ -79,11 +84,13 @@ for (const { name, opts, params } of cases) {
     const p = await params();
     const host = await evaluate(p, store.embeddings, users, opts);
     const gpu = await onGpu(p, opts);
-    // the store in chunks of 100 rows (as one over the binding limit is kept)
+    // the store in chunks of 100 rows (as one over the binding limit is kept; more than
+    // the pair kernel reads, so projected whole with tfjs ops), and in three chunks
     const chunked = await onGpu(p, opts, 100 * dim * 4);
-    assert.equal(gpu.readbacks, 1);
-    assert.equal(chunked.readbacks, 1);
+    const three = await onGpu(p, opts, Math.ceil(store.n / 3) * dim * 4);
+    for (const r of [gpu, chunked, three]) assert.equal(r.readbacks, 1);
     assert.deepEqual(chunked.result, gpu.result);
+    assert.deepEqual(three.result, gpu.result);
     assert.equal(gpu.result.users.length, users.length);
     const h = rightPairs(host), d = rightPairs(gpu.result);
     assert.equal(d.pairs, h.pairs);

@@ -9,6 +9,7 @@ import { prepareTasks } from "../../lib/run/run.ts";
 import { type EpochStats, initialState, makeTrainer, trainEpoch } from "../../lib/train/meta.ts";
 import { initPersonal } from "../../lib/train/personal_init.ts";
 import { KSPACE_GPU_LIMITS, kspaceGpuReady } from "../../lib/train/kspace_gpu.ts";
+import { setFusedSteps } from "../../lib/train/device.ts";
 import type { EmbeddingStore } from "../../lib/store/store.ts";
 import { relErr } from "../helpers.ts";
 
@@ -30,9 +31,11 @@ async function train(
   config: TrainConfig,
   start: MrmParams,
   chunkBytes?: number,
+  fused = true,
 ) {
   await initBackend(backend);
   setResidentChunkBytes(chunkBytes);
+  setFusedSteps(fused);
   const { seen } = prepareTasks(store, config);
   const state = initialState(structuredClone(start));
   const trainer = makeTrainer(seen, dim, config.tasksPerBatch);
@@ -52,6 +55,7 @@ async function train(
     for (let e = 0; e < 3; e++) stats.push(await trainEpoch(state, store.embeddings, trainer, config));
   } finally {
     proto.data = orig;
+    setFusedSteps(true);
     setResidentChunkBytes(undefined);
     releaseResidentRows();
   }
@@ -68,16 +72,18 @@ const bigStore: EmbeddingStore = {
 
 // every step runs on the GPU, except steps of more users than the K-space kernel's one
 // workgroup takes: those go through the host once per step
+// (a model with a head, [3, 2], always takes the general GPU step)
 const cases = [
-  { method: "mrm", innerSteps: 1, users: 3, onGpu: true },
-  { method: "mrm-p", innerSteps: 1, users: 3, onGpu: true },
-  { method: "mrm", innerSteps: 3, users: 3, onGpu: true },
-  { method: "mrm", innerSteps: 1, users: KSPACE_GPU_LIMITS.users + 1, onGpu: false },
+  { method: "mrm", innerSteps: 1, users: 3, onGpu: true, hidden: [3] },
+  { method: "mrm-p", innerSteps: 1, users: 3, onGpu: true, hidden: [3] },
+  { method: "mrm", innerSteps: 3, users: 3, onGpu: true, hidden: [3] },
+  { method: "mrm", innerSteps: 1, users: 3, onGpu: true, hidden: [3, 2] },
+  { method: "mrm", innerSteps: 1, users: KSPACE_GPU_LIMITS.users + 1, onGpu: false, hidden: [3] },
 ] as const;
 
-for (const { method, innerSteps, users, onGpu } of cases) {
+for (const { method, innerSteps, users, onGpu, hidden } of cases) {
   Deno.test(
-    `${method}, ${innerSteps} inner step(s), ${users} users a step, on webgpu: ${
+    `${method} (layers ${hidden}), ${innerSteps} inner step(s), ${users} users a step, on webgpu: ${
       onGpu ? "no readback per step" : "one readback per step"
     }, the weights of the host path`,
     async () => {
@@ -93,7 +99,7 @@ for (const { method, innerSteps, users, onGpu } of cases) {
       };
       const data = onGpu ? store : bigStore;
       const start = method === "mrm"
-        ? initParams(dim, { hiddenSizes: [3], seed: 4 })
+        ? initParams(dim, { hiddenSizes: [...hidden], seed: 4 })
         : await initPersonal(data.embeddings, dim, prepareTasks(data, config).seen, {
           k: 3,
           ridge: 1,
@@ -102,13 +108,21 @@ for (const { method, innerSteps, users, onGpu } of cases) {
         });
       const host = await train(data, "wasm", config, start);
       const gpu = await train(data, "webgpu", config, start);
-      // the store in chunks of 40 rows (as one over the binding limit is kept) gives the same weights
+      // the same weights: the store in chunks of 40 rows (as one over the binding limit is
+      // kept; more chunks than the fused step reads, so the general step), in three chunks
+      // (the fused step), and the general step on the whole store
       const chunked = await train(data, "webgpu", config, start, 40 * dim * 4);
+      const three = await train(data, "webgpu", config, start, Math.ceil(data.n / 3) * dim * 4);
+      const general = await train(data, "webgpu", config, start, undefined, false);
       await initBackend("wasm");
-      namedArrays(chunked.state.params).forEach(([name, x], i) =>
-        assert.ok(relErr(x, namedArrays(gpu.state.params)[i][1]) < 1e-6, `${name}: chunked vs whole`)
-      );
-      assert.equal(chunked.readbacks, gpu.readbacks);
+      for (
+        const [label, other] of [["40-row chunks", chunked], ["3 chunks", three], ["general step", general]] as const
+      ) {
+        namedArrays(other.state.params).forEach(([name, x], i) =>
+          assert.ok(relErr(x, namedArrays(gpu.state.params)[i][1]) < 1e-6, `${name}: ${label} vs whole`)
+        );
+        assert.equal(other.readbacks, gpu.readbacks);
+      }
       // one readback per epoch to bring the host state up to date (and, through the host, one per step)
       // (a full step of more users than the kernel takes goes through the host; the leftover step does not)
       const expected = 3 * (1 + (onGpu ? 0 : Math.floor(gpu.seen / users)));

@@ -1,0 +1,205 @@
+/**
+ * Pair features and the first layer's gradient straight from the store kept on the GPU
+ * (webgpu backend), as two WGSL kernels run through tfjs-backend-webgpu's custom-program
+ * route. They replace a gather, two slices, a subtraction, two products and two scalings
+ * per step (tfjs ops), each of which costs host time in Deno whatever its size.
+ *
+ * - projectPairsGpu: yd[p] = 0.01 W1 (x[chosen p] - x[rejected p]), one workgroup per pair;
+ * - firstLayerGradGpu: the flat gradient of the parameters when the model is one layer:
+ *   dL/dW1[j, h] = 0.01 sum_p dz[p, j] (x[chosen p, h] - x[rejected p, h]), and the
+ *   K-space gradients of the small arrays copied into their places.
+ *
+ * Rows are store rows; the kernels read them from up to PAIRS_GPU_LIMITS.chunks resident
+ * chunks. Indices and numbers come in one int32 tensor ("packed") per step, so that a
+ * step uploads once.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { INPUT_SCALE } from "./params.ts";
+import type { ResidentStore } from "./project.ts";
+
+/** What the kernels take: resident chunks, and the first layer's width. */
+export const PAIRS_GPU_LIMITS = { chunks: 4, width: 16 } as const;
+
+/** Whether the kernels take this store and first-layer width. */
+export function pairsGpuFits(store: ResidentStore, width: number): boolean {
+  return store.chunks.length <= PAIRS_GPU_LIMITS.chunks && width <= PAIRS_GPU_LIMITS.width;
+}
+
+/** WGSL that reads element h of store row `row` (u32) from the chunk holding it. */
+function rowReader(chunks: number): string {
+  const cases = Array.from({ length: chunks }, (_, c) => `    case ${c}u: { return X${c}[at]; }`).join("\n");
+  return `
+fn xAt(row: u32, h: u32) -> f32 {
+  let c = row / u32(uniforms.rowsPerChunk);
+  let at = (row - c * u32(uniforms.rowsPerChunk)) * u32(uniforms.dim) + h;
+  switch c {
+${cases}
+    default: { return 0.0; }
+  }
+}
+`;
+}
+
+const chunkNames = (chunks: number) => Array.from({ length: chunks }, (_, c) => `X${c}`);
+
+/** yd for each pair: one workgroup of 64 threads per pair, each summing a 64th of H, then a tree. */
+class ProjectPairsProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  uniforms = "rowsPerChunk : i32, dim : i32, pairs : i32, rowsAt : i32, w1At : i32, scale : f32,";
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = false;
+  constructor(readonly chunks: number, readonly width: number, pairs: number) {
+    this.outputShape = [pairs, width];
+    this.shaderKey = `mrmProjectPairs_${chunks}_${width}`;
+    this.variableNames = [...chunkNames(chunks), "Packed", "Params"];
+    this.dispatch = [Math.min(pairs, 65535), Math.ceil(pairs / 65535), 1];
+  }
+  getUserCode(): string {
+    const w = this.width, j = [...Array(w).keys()];
+    return `
+var<workgroup> red: array<f32, ${64 * w}>;
+${rowReader(this.chunks)}
+fn main(index: i32) {
+  let p = i32(workgroupId.y * numWorkgroups.x + workgroupId.x);
+  let t = i32(localId.x);
+  if (p >= uniforms.pairs) { return; }
+  let c = u32(Packed[uniforms.rowsAt + p]);
+  let r = u32(Packed[uniforms.rowsAt + uniforms.pairs + p]);
+  let H = uniforms.dim;
+${j.map((k) => `  var a${k} = 0.0;`).join("\n")}
+  for (var h = t; h < H; h += 64) {
+    let d = xAt(c, u32(h)) - xAt(r, u32(h));
+${j.map((k) => `    a${k} += d * Params[uniforms.w1At + ${k} * H + h];`).join("\n")}
+  }
+${j.map((k) => `  red[${k} * 64 + t] = a${k};`).join("\n")}
+  workgroupBarrier();
+  for (var s = 32; s > 0; s = s >> 1) {
+    if (t < s) {
+${j.map((k) => `      red[${k} * 64 + t] += red[${k} * 64 + t + s];`).join("\n")}
+    }
+    workgroupBarrier();
+  }
+  if (t < ${w}) { result[p * ${w} + t] = uniforms.scale * red[t * 64]; }
+}
+`;
+  }
+}
+
+/**
+ * yd (pairs x width): 0.01 W1 (x_chosen - x_rejected) for each pair, where the rows are
+ * packed[rowsAt + p] (chosen) and packed[rowsAt + pairs + p] (rejected), and W1 (width x
+ * H, row-major) starts at params[w1At].
+ */
+export function projectPairsGpu(
+  store: ResidentStore,
+  packed: tf.Tensor,
+  rowsAt: number,
+  pairs: number,
+  params: tf.Tensor,
+  w1At: number,
+  width: number,
+): tf.Tensor2D {
+  if (!pairsGpuFits(store, width)) {
+    throw new RangeError(`projectPairsGpu: ${store.chunks.length} chunks, width ${width}`);
+  }
+  const program = new ProjectPairsProgram(store.chunks.length, width, pairs);
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  const info = backend.runWebGPUProgram(program, [...store.chunks, packed, params], "float32", [
+    { type: "int32", data: [store.rowsPerChunk] },
+    { type: "int32", data: [store.dim] },
+    { type: "int32", data: [pairs] },
+    { type: "int32", data: [rowsAt] },
+    { type: "int32", data: [w1At] },
+    { type: "float32", data: [INPUT_SCALE] },
+  ]);
+  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor2D;
+}
+
+/** The flat gradient of a one-layer model: one thread per parameter. */
+class FirstLayerGradProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number];
+  variableNames: string[];
+  uniforms =
+    "rowsPerChunk : i32, dim : i32, pairs : i32, rowsAt : i32, small : i32, width : i32, thetaAt : i32, rhoAt : i32, k : i32, total : i32, scale : f32,";
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = false;
+  constructor(readonly chunks: number, total: number) {
+    this.outputShape = [total];
+    this.shaderKey = `mrmFirstLayerGrad_${chunks}`;
+    this.variableNames = [...chunkNames(chunks), "Packed", "Dz"];
+    const groups = Math.ceil(total / 64);
+    this.dispatch = [Math.min(groups, 65535), Math.ceil(groups / 65535), 1];
+  }
+  getUserCode(): string {
+    return `
+${rowReader(this.chunks)}
+fn main(index: i32) {
+  let i = index;
+  if (i >= uniforms.total) { return; }
+  let P = uniforms.pairs;
+  let K = uniforms.k;
+  if (i < uniforms.small) {
+    // shared_weight's and the prior's gradients from the K-space kernel (after dz); biases: 0
+    var g = 0.0;
+    if (i >= uniforms.thetaAt && i < uniforms.thetaAt + K) { g = Dz[P * K + i - uniforms.thetaAt]; }
+    if (uniforms.rhoAt >= 0 && i >= uniforms.rhoAt && i < uniforms.rhoAt + K) { g = Dz[P * K + K + i - uniforms.rhoAt]; }
+    result[i] = g;
+    return;
+  }
+  let e = i - uniforms.small;
+  let j = e / uniforms.dim;
+  let h = u32(e - j * uniforms.dim);
+  var g = 0.0;
+  for (var p = 0; p < P; p++) {
+    let d = xAt(u32(Packed[uniforms.rowsAt + p]), h) - xAt(u32(Packed[uniforms.rowsAt + P + p]), h);
+    g += Dz[p * uniforms.width + j] * d;
+  }
+  result[i] = uniforms.scale * g;
+}
+`;
+  }
+}
+
+/**
+ * The flat gradient of a one-layer model, laid out as [small arrays (`small` values),
+ * W1 (width x H)]: `out` is the K-space kernel's output (dz for each pair, pairs x K,
+ * then dTheta and dRho); the rows are as in projectPairsGpu. `thetaAt` / `rhoAt` are
+ * where shared_weight and prior_log_precision sit among the small arrays (rhoAt -1: none);
+ * every other small value (biases, which cancel in chosen - rejected) gets 0.
+ */
+export function firstLayerGradGpu(
+  store: ResidentStore,
+  packed: tf.Tensor,
+  rowsAt: number,
+  pairs: number,
+  out: tf.Tensor,
+  o: { small: number; width: number; thetaAt: number; rhoAt: number },
+): tf.Tensor1D {
+  if (!pairsGpuFits(store, o.width)) throw new RangeError(`firstLayerGradGpu: ${store.chunks.length} chunks`);
+  const total = o.small + o.width * store.dim;
+  const program = new FirstLayerGradProgram(store.chunks.length, total);
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  const info = backend.runWebGPUProgram(program, [...store.chunks, packed, out], "float32", [
+    { type: "int32", data: [store.rowsPerChunk] },
+    { type: "int32", data: [store.dim] },
+    { type: "int32", data: [pairs] },
+    { type: "int32", data: [rowsAt] },
+    { type: "int32", data: [o.small] },
+    { type: "int32", data: [o.width] },
+    { type: "int32", data: [o.thetaAt] },
+    { type: "int32", data: [o.rhoAt] },
+    { type: "int32", data: [o.width] },
+    { type: "int32", data: [total] },
+    { type: "float32", data: [INPUT_SCALE] },
+  ]);
+  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
+}
