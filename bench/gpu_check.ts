@@ -29,7 +29,8 @@ import { prepareTasks } from "../lib/run/run.ts";
 import { initialState, makeTrainer, trainEpoch } from "../lib/train/meta.ts";
 import { kspaceGpuReady } from "../lib/train/kspace_gpu.ts";
 import { personalConfig } from "../lib/presets.ts";
-import { releaseResidentRows, residentRows } from "../lib/model/project.ts";
+import { releaseResidentRows, residentRows, setUploadMode, uploadInt32 } from "../lib/model/project.ts";
+import { setFusedSteps } from "../lib/train/device.ts";
 import { RewardEncoder } from "../lib/encoder/encoder.ts";
 import { timingStore } from "./_setup.ts";
 import { writeTinyModel } from "../tests/fixtures/tiny_model.ts";
@@ -41,7 +42,7 @@ console.log(`adapter: ${adapter ? JSON.stringify(adapter.info) : "none"}; hardwa
 console.log(`auto backend: ${await initBackend("auto")} (hardware GPU: ${await hasHardwareGpu()})`);
 
 /** Host round trips: tensor readbacks (data/dataSync) and uploads (backend writes), counted while a function runs. */
-const trips = { readbacks: 0, uploads: 0, kernels: 0, waitMs: 0 };
+const trips = { readbacks: 0, uploads: 0, writes: 0, kernels: 0, dispatches: 0, waitMs: 0 };
 // deno-lint-ignore no-explicit-any
 const engine = tf.engine() as any;
 const runKernel = engine.runKernel.bind(engine);
@@ -81,6 +82,21 @@ function countUploads(): void {
     if (name === "write" || (data?.resource == null && data?.values != null)) trips.uploads++;
     return orig(...args);
   };
+  if (name === "uploadToGPU") {
+    // GPU dispatches: tfjs's kernels and this toolkit's WGSL programs alike
+    const run = backend.runWebGPUProgram.bind(backend);
+    backend.runWebGPUProgram = (...args: unknown[]) => {
+      trips.dispatches++;
+      return run(...args);
+    };
+    // queue.writeBuffer calls: tfjs's uniforms, the store's upload, uploadInt32's "write" mode
+    const queue = backend.device.queue;
+    const write = queue.writeBuffer.bind(queue);
+    queue.writeBuffer = (...args: unknown[]) => {
+      trips.writes++;
+      return write(...args);
+    };
+  }
   backend.__counted = true;
 }
 
@@ -112,13 +128,19 @@ for (const [si, users] of sizes.entries()) {
     if (method === "mrm-p") start.priorLogPrecision = new Float32Array(config.hiddenSizes[0]);
     console.log(`${method}: ${seen.length} seen users, ${config.tasksPerBatch} a step, ${steps} steps/epoch`);
     const results: Record<string, number[]> = {};
-    for (const backend of ["wasm", "webgpu"] as const) {
+    // webgpu variants at the first size: tfjs's own upload path for the step's tensors,
+    // and the general (unfused) step
+    const variants = si === 0 ? ["wasm", "webgpu", "webgpu:tfjs-upload", "webgpu:general"] : ["wasm", "webgpu"];
+    for (const variant of variants) {
+      const backend = variant.startsWith("webgpu") ? "webgpu" : "wasm";
       try {
         await initBackend(backend);
       } catch (e) {
         console.log(`${backend}: unavailable (${(e as Error).message})`);
         continue;
       }
+      setUploadMode(variant === "webgpu:tfjs-upload" ? "tfjs" : "write");
+      setFusedSteps(variant !== "webgpu:general");
       countUploads();
       // webgpu's one-off set-up, timed apart: the store's upload (synced by a one-value
       // readback) and the kernels' check
@@ -136,7 +158,7 @@ for (const [si, users] of sizes.entries()) {
       const tensorsBefore = tf.memory().numTensors;
       const state = initialState(structuredClone(start));
       const times: number[] = [];
-      let perStep = { readbacks: 0, uploads: 0, kernels: 0, waitMs: 0 };
+      let perStep = { readbacks: 0, uploads: 0, writes: 0, kernels: 0, dispatches: 0, waitMs: 0 };
       for (let e = 0; e < 3; e++) {
         const before = { ...trips }, t = performance.now();
         await trainEpoch(state, store.embeddings, trainer, config);
@@ -144,12 +166,14 @@ for (const [si, users] of sizes.entries()) {
         perStep = {
           readbacks: (trips.readbacks - before.readbacks) / steps,
           uploads: (trips.uploads - before.uploads) / steps,
+          writes: (trips.writes - before.writes) / steps,
           kernels: (trips.kernels - before.kernels) / steps,
+          dispatches: (trips.dispatches - before.dispatches) / steps,
           waitMs: (trips.waitMs - before.waitMs) / steps,
         };
       }
       const evals: number[] = [];
-      let acc = 0, evalTrips = { readbacks: 0, uploads: 0, kernels: 0, waitMs: 0 };
+      let acc = 0, evalTrips = { readbacks: 0, uploads: 0, writes: 0, kernels: 0, dispatches: 0, waitMs: 0 };
       for (let e = 0; e < 3; e++) {
         const before = { ...trips }, t = performance.now();
         acc = (await evaluate(state.params, store.embeddings, all, { innerLr: config.innerLr, innerSteps: 1 }))
@@ -158,29 +182,32 @@ for (const [si, users] of sizes.entries()) {
         evalTrips = {
           readbacks: trips.readbacks - before.readbacks,
           uploads: trips.uploads - before.uploads,
+          writes: trips.writes - before.writes,
           kernels: trips.kernels - before.kernels,
+          dispatches: trips.dispatches - before.dispatches,
           waitMs: trips.waitMs - before.waitMs,
         };
       }
-      results[backend] = Array.from(state.params.layers[0].weight.subarray(0, 64));
+      results[variant] = Array.from(state.params.layers[0].weight.subarray(0, 64));
       const leaked = tf.memory().numTensors - tensorsBefore;
+      const f = (x: number, d = 1) => x.toFixed(d);
       console.log(
-        `${method} ${backend} (${tf.getBackend()}): set-up upload ${setup.upload.toFixed(3)} s, kernels ${
-          setup.kernels.toFixed(3)
-        } s; epochs ${times.map((x) => x.toFixed(3)).join(" ")} s; evaluations ${
-          evals.map((x) => x.toFixed(3)).join(" ")
-        } s; acc ${acc.toFixed(4)}; per step ${perStep.readbacks.toFixed(2)} readbacks (waited ${
-          perStep.waitMs.toFixed(2)
-        } ms), ${perStep.uploads.toFixed(2)} uploads, ${
-          perStep.kernels.toFixed(1)
-        } tfjs kernels; per evaluation ${evalTrips.readbacks} readbacks (waited ${
-          evalTrips.waitMs.toFixed(1)
-        } ms), ${evalTrips.uploads} uploads, ${evalTrips.kernels} kernels; tensors left ${leaked}`,
+        `${method} ${variant} (${tf.getBackend()}): set-up upload ${f(setup.upload, 3)} s, kernels ${
+          f(setup.kernels, 3)
+        } s; epochs ${times.map((x) => f(x, 3)).join(" ")} s; evaluations ${
+          evals.map((x) => f(x, 3)).join(" ")
+        } s; acc ${f(acc, 4)}; per step: ${f(perStep.readbacks, 2)} readbacks (waited ${f(perStep.waitMs, 2)} ms), ${
+          f(perStep.uploads, 2)
+        } uploads, ${f(perStep.writes, 1)} buffer writes, ${f(perStep.kernels)} tfjs ops, ${
+          f(perStep.dispatches)
+        } GPU dispatches; per evaluation: ${evalTrips.readbacks} readbacks (waited ${
+          f(evalTrips.waitMs)
+        } ms), ${evalTrips.uploads} uploads, ${evalTrips.writes} writes, ${evalTrips.kernels} ops, ${evalTrips.dispatches} dispatches; tensors left ${leaked}`,
       );
       report.push({
         users,
         method,
-        backend,
+        backend: variant,
         gib,
         rows: store.n,
         steps,
@@ -209,6 +236,35 @@ for (const [si, users] of sizes.entries()) {
     await initBackend("wasm");
   }
   releaseResidentRows();
+}
+setUploadMode("write");
+setFusedSteps(true);
+
+// host time of the pieces a webgpu step is made of, 500 each, not waited on (one readback
+// at the end): a small int32 upload by each path, a tfjs elementwise op on GPU tensors
+try {
+  await initBackend("webgpu");
+  const costs: Record<string, number> = {};
+  // 1200 values: tfjs computes ops on host tensors under 1000 values on the host
+  const ints = new Int32Array(1200).map((_, i) => i);
+  const base = tf.keep(tf.add(tf.zeros([1200], "int32"), 1));
+  for (const mode of ["tfjs", "write", "op"] as const) {
+    setUploadMode(mode === "op" ? "write" : mode);
+    const kept: tf.Tensor[] = [];
+    const t = performance.now();
+    for (let i = 0; i < 500; i++) kept.push(mode === "op" ? tf.add(base, base) : tf.add(uploadInt32(ints), base));
+    const waitStart = performance.now();
+    await kept.at(-1)!.data();
+    costs[mode] = (waitStart - t) / 500;
+    costs[`${mode}+wait`] = (performance.now() - t) / 500;
+    tf.dispose(kept);
+  }
+  setUploadMode("write");
+  console.log(`host ms per piece: ${JSON.stringify(costs)} (upload = one upload + one add; op = one add)`);
+  report.push({ hostMsPerPiece: costs });
+  save();
+} catch (e) {
+  console.log(`host costs: ${(e as Error).message}`);
 }
 if (Deno.env.get("SKIP_ENCODER")) Deno.exit(0);
 const dir = await Deno.makeTempDir();

@@ -105,6 +105,7 @@ export function residentRows(embeddings: Float32Array, dim: number): ResidentSto
   if (rowsPerChunk < 1) return undefined;
   releaseResidentRows();
   const chunks: tf.Tensor2D[] = [], buffers: GPUBuffer[] = [];
+  let writes = 0;
   device.pushErrorScope("out-of-memory");
   device.pushErrorScope("validation");
   for (let r = 0; r < rows; r += rowsPerChunk) {
@@ -122,6 +123,9 @@ export function residentRows(embeddings: Float32Array, dim: number): ResidentSto
         r * dim + at,
         Math.min(WRITE_BYTES / 4, values - at),
       );
+      // the implementation keeps each write's staging copy until the next submit: flush
+      // every 16 writes (1 GiB) so a large store is not staged whole in host memory
+      if (++writes % 16 === 0) device.queue.submit([]);
     }
     chunks.push(tf.keep(tf.tensor({ buffer, zeroCopy: true }, [m, dim], "float32") as tf.Tensor2D));
   }
