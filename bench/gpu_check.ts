@@ -128,9 +128,11 @@ for (const [si, users] of sizes.entries()) {
     if (method === "mrm-p") start.priorLogPrecision = new Float32Array(config.hiddenSizes[0]);
     console.log(`${method}: ${seen.length} seen users, ${config.tasksPerBatch} a step, ${steps} steps/epoch`);
     const results: Record<string, number[]> = {};
-    // webgpu variants at the first size: tfjs's own upload path for the step's tensors,
-    // and the general (unfused) step
-    const variants = si === 0 ? ["wasm", "webgpu", "webgpu:tfjs-upload", "webgpu:general"] : ["wasm", "webgpu"];
+    // webgpu variants up to PRISM size: the fused step ending in two kernels instead of one,
+    // queue.writeBuffer for the step's upload instead of tfjs's path, the general step
+    const variants = users <= 1000
+      ? ["wasm", "webgpu", "webgpu:two-kernel-end", "webgpu:write-upload", "webgpu:general"]
+      : ["wasm", "webgpu"];
     for (const variant of variants) {
       const backend = variant.startsWith("webgpu") ? "webgpu" : "wasm";
       try {
@@ -139,8 +141,8 @@ for (const [si, users] of sizes.entries()) {
         console.log(`${backend}: unavailable (${(e as Error).message})`);
         continue;
       }
-      setUploadMode(variant === "webgpu:tfjs-upload" ? "tfjs" : "write");
-      setFusedSteps(variant !== "webgpu:general");
+      setUploadMode(variant === "webgpu:write-upload" ? "write" : "tfjs");
+      setFusedSteps(variant !== "webgpu:general", variant !== "webgpu:two-kernel-end");
       countUploads();
       // webgpu's one-off set-up, timed apart: the store's upload (synced by a one-value
       // readback) and the kernels' check
@@ -237,7 +239,7 @@ for (const [si, users] of sizes.entries()) {
   }
   releaseResidentRows();
 }
-setUploadMode("write");
+setUploadMode("tfjs");
 setFusedSteps(true);
 
 // host time of the pieces a webgpu step is made of, 500 each, not waited on (one readback
@@ -259,7 +261,7 @@ try {
     costs[`${mode}+wait`] = (performance.now() - t) / 500;
     tf.dispose(kept);
   }
-  setUploadMode("write");
+  setUploadMode("tfjs");
   console.log(`host ms per piece: ${JSON.stringify(costs)} (upload = one upload + one add; op = one add)`);
   report.push({ hostMsPerPiece: costs });
   save();

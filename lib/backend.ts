@@ -20,10 +20,43 @@ export async function hasHardwareGpu(): Promise<boolean> {
   return (await gpuAdapter()) !== undefined;
 }
 
+let webgpuRegistered = false;
+
+/**
+ * Registers tfjs's webgpu backend with a device that also asks for the adapter's number
+ * of storage buffers per shader stage (tfjs asks for the default, 8): the kernels that
+ * read pair rows straight from the store bind every chunk of it at once
+ * (lib/model/pairs_gpu.ts). Otherwise the device is the one tfjs would make.
+ */
+async function registerWebgpu(): Promise<void> {
+  const { WebGPUBackend } = await import("@tensorflow/tfjs-backend-webgpu");
+  if (webgpuRegistered) return;
+  webgpuRegistered = true;
+  tf.removeBackend("webgpu");
+  tf.registerBackend("webgpu", async () => {
+    // deno-lint-ignore no-explicit-any
+    const adapter = await (navigator as any).gpu.requestAdapter({ powerPreference: "high-performance" });
+    const l = adapter.limits;
+    const device = await adapter.requestDevice({
+      requiredFeatures: adapter.features.has("timestamp-query") ? ["timestamp-query"] : [],
+      requiredLimits: {
+        maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+        maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+        maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+        maxBufferSize: l.maxBufferSize,
+        maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+        maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      },
+    });
+    return new WebGPUBackend(device, adapter.info);
+  }, 3);
+}
+
 /** Initializes and returns the backend in use; safe to call repeatedly. */
 export async function initBackend(name: BackendName | "auto" = "auto"): Promise<BackendName> {
   let want: BackendName = name === "auto" ? "wasm" : name;
-  if (want === "webgpu") await import("@tensorflow/tfjs-backend-webgpu");
+  if (want === "webgpu") await registerWebgpu();
   if (tf.getBackend() !== want) {
     const ok = await tf.setBackend(want);
     if (!ok) {

@@ -17,12 +17,18 @@ import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE } from "./params.ts";
 import type { ResidentStore } from "./project.ts";
 
-/** What the kernels take: resident chunks, and the first layer's width. */
-export const PAIRS_GPU_LIMITS = { chunks: 4, width: 16 } as const;
+/** The widest first layer the kernels take (their per-thread sums are unrolled registers). */
+export const PAIRS_GPU_MAX_WIDTH = 16;
 
-/** Whether the kernels take this store and first-layer width. */
+/**
+ * Whether the kernels take this store and first-layer width: every chunk is bound at
+ * once, next to at most four other buffers, within the device's storage buffers per
+ * shader stage (lib/backend.ts asks for the adapter's number).
+ */
 export function pairsGpuFits(store: ResidentStore, width: number): boolean {
-  return store.chunks.length <= PAIRS_GPU_LIMITS.chunks && width <= PAIRS_GPU_LIMITS.width;
+  // deno-lint-ignore no-explicit-any
+  const buffers = (tf.backend() as any).device?.limits?.maxStorageBuffersPerShaderStage ?? 8;
+  return store.chunks.length + 4 <= buffers && width <= PAIRS_GPU_MAX_WIDTH;
 }
 
 /** WGSL that reads element h of store row `row` (u32) from the chunk holding it. */
@@ -203,3 +209,124 @@ export function firstLayerGradGpu(
   ]);
   return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
 }
+
+/** The flat gradient and the clip and Adam in one workgroup (see firstLayerGradAdamGpu). */
+class FirstLayerGradAdamProgram {
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout = { x: [0] };
+  dispatch: [number, number, number] = [1, 1, 1];
+  variableNames: string[];
+  uniforms =
+    "rowsPerChunk : i32, dim : i32, pairs : i32, rowsAt : i32, small : i32, width : i32, thetaAt : i32, rhoAt : i32, n : i32, scale : f32,";
+  workgroupSize: [number, number, number] = [256, 1, 1];
+  size = false;
+  constructor(readonly chunks: number, n: number) {
+    this.outputShape = [3 * n];
+    this.shaderKey = `mrmFirstLayerGradAdam_${chunks}`;
+    this.variableNames = [...chunkNames(chunks), "Packed", "Dz", "PMV"];
+  }
+  getUserCode(): string {
+    return `
+var<workgroup> ss: array<f32, 256>;
+${rowReader(this.chunks)}
+fn num(i: i32) -> f32 { return bitcast<f32>(Packed[i]); }
+
+// parameter i's gradient (as FirstLayerGradProgram)
+fn grad(i: i32) -> f32 {
+  let P = uniforms.pairs;
+  let K = uniforms.width;
+  if (i < uniforms.small) {
+    if (i >= uniforms.thetaAt && i < uniforms.thetaAt + K) { return Dz[P * K + i - uniforms.thetaAt]; }
+    if (uniforms.rhoAt >= 0 && i >= uniforms.rhoAt && i < uniforms.rhoAt + K) { return Dz[P * K + K + i - uniforms.rhoAt]; }
+    return 0.0;
+  }
+  let e = i - uniforms.small;
+  let j = e / uniforms.dim;
+  let h = u32(e - j * uniforms.dim);
+  var g = 0.0;
+  for (var p = 0; p < P; p++) {
+    let d = xAt(u32(Packed[uniforms.rowsAt + p]), h) - xAt(u32(Packed[uniforms.rowsAt + P + p]), h);
+    g += Dz[p * K + j] * d;
+  }
+  return uniforms.scale * g;
+}
+
+fn main(index: i32) {
+  let t = i32(localId.x);
+  let n = uniforms.n;
+  // the gradient, parked where the first moment goes, and its sum of squares
+  var s = 0.0;
+  for (var i = t; i < n; i += 256) {
+    let g = grad(i);
+    result[n + i] = g;
+    s += g * g;
+  }
+  ss[t] = s;
+  workgroupBarrier();
+  for (var w = 128; w > 0; w = w >> 1) {
+    if (t < w) { ss[t] += ss[t + w]; }
+    workgroupBarrier();
+  }
+  // the clip and Adam (clipAdamGpu's arithmetic); each thread reads back only what it wrote
+  let scale = min(num(8), num(2) / (sqrt(ss[0]) + num(9)));
+  for (var i = t; i < n; i += 256) {
+    let g = result[n + i] * scale;
+    let m = PMV[n + i] * num(3) + g * num(4);
+    let v = PMV[2 * n + i] * num(5) + g * g * num(6);
+    result[i] = PMV[i] - (m * num(0)) / (sqrt(v) * num(1) + num(7));
+    result[n + i] = m;
+    result[2 * n + i] = v;
+  }
+}
+`;
+  }
+}
+
+/**
+ * A step's end for a one-layer model in one kernel of one workgroup: the flat gradient
+ * (as firstLayerGradGpu), then the global-norm clip and Adam on `pmv` = [parameters,
+ * first moments, second moments] (as clipAdamGpu), with the step's numbers as float32
+ * bits at the head of `packed`. Returns the new [parameters, moments]. One workgroup walks
+ * every parameter once per pair; worth it while that is small next to a dispatch's host
+ * cost (the caller decides, see GRAD_ADAM_MAX_WORK).
+ */
+export function firstLayerGradAdamGpu(
+  store: ResidentStore,
+  packed: tf.Tensor,
+  rowsAt: number,
+  pairs: number,
+  dz: tf.Tensor,
+  pmv: tf.Tensor,
+  o: { small: number; width: number; thetaAt: number; rhoAt: number },
+): tf.Tensor1D {
+  if (!pairsGpuFits(store, o.width)) throw new RangeError(`firstLayerGradAdamGpu: ${store.chunks.length} chunks`);
+  const n = o.small + o.width * store.dim;
+  if (pmv.size !== 3 * n) throw new RangeError(`firstLayerGradAdamGpu: ${pmv.size} values for ${n} parameters`);
+  // deno-lint-ignore no-explicit-any
+  const backend = tf.backend() as any;
+  const info = backend.runWebGPUProgram(
+    new FirstLayerGradAdamProgram(store.chunks.length, n),
+    [...store.chunks, packed, dz, pmv],
+    "float32",
+    [
+      { type: "int32", data: [store.rowsPerChunk] },
+      { type: "int32", data: [store.dim] },
+      { type: "int32", data: [pairs] },
+      { type: "int32", data: [rowsAt] },
+      { type: "int32", data: [o.small] },
+      { type: "int32", data: [o.width] },
+      { type: "int32", data: [o.thetaAt] },
+      { type: "int32", data: [o.rhoAt] },
+      { type: "int32", data: [n] },
+      { type: "float32", data: [INPUT_SCALE] },
+    ],
+  );
+  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
+}
+
+/**
+ * The most parameters x pairs for which firstLayerGradAdamGpu's one workgroup replaces
+ * firstLayerGradGpu + clipAdamPackedGpu (2 x 4096 x 200 pairs fits).
+ */
+export const GRAD_ADAM_MAX_WORK = 2 ** 23;

@@ -15,7 +15,13 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
 import { gatherResident, type ResidentStore, uploadInt32 } from "../model/project.ts";
-import { firstLayerGradGpu, pairsGpuFits, projectPairsGpu } from "../model/pairs_gpu.ts";
+import {
+  firstLayerGradAdamGpu,
+  firstLayerGradGpu,
+  GRAD_ADAM_MAX_WORK,
+  pairsGpuFits,
+  projectPairsGpu,
+} from "../model/pairs_gpu.ts";
 import type { TrainState } from "./meta.ts";
 import { batchIndices, batchLayout, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
 import { CLIP_ADAM_PACKED_MAX, clipAdamGpu, clipAdamPackedGpu, KSPACE_GPU_LIMITS, kspaceGpu } from "./kspace_gpu.ts";
@@ -26,17 +32,20 @@ const NUMBERS = 10;
 /** tfjs-webgpu computes ops on host-side tensors below 1000 values on the host (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD). */
 const CPU_FORWARD_MIN = 1000;
 
-let fuseSteps = true;
+let fuseSteps = true, oneGroupEnd = true;
 
 /**
  * Whether one-layer models take the fused step (pair features and the first layer's
  * gradient read straight from the store, one upload, five kernels) where it fits; off,
  * every GPU step takes the general one (tfjs gathers and products). For tests and
- * gpu_check, which compare the two. Returns the previous setting.
+ * gpu_check, which compare the two; `oneGroup` false makes the fused step end with two
+ * kernels (the gradient over many workgroups, then the clip and Adam) instead of one.
+ * Returns the previous setting.
  */
-export function setFusedSteps(on: boolean): boolean {
+export function setFusedSteps(on: boolean, oneGroup = true): boolean {
   const was = fuseSteps;
   fuseSteps = on;
+  oneGroupEnd = oneGroup;
   return was;
 }
 
@@ -68,7 +77,7 @@ export class DeviceTraining {
   /** where each named array starts in the flat buffers */
   readonly #offset = new Map<string, number>();
   /** per fused step: [objective, each user's loss], kept on the GPU until finish() */
-  readonly #stats: tf.Tensor[] = [];
+  readonly #stats: { out: tf.Tensor; at: number; users: number }[] = [];
 
   /** Uploads the state's parameters and Adam moments. */
   constructor(state: TrainState, store: ResidentStore) {
@@ -209,7 +218,7 @@ export class DeviceTraining {
           return m ? headGrad(Number(m[1])) : tf.zeros([named[i][1].length]);
         });
         this.#adam(tf.concat([...small, tf.reshape(gW1, [-1])]), tf.tensor1d(packed));
-        this.#stats.push(tf.keep(tf.slice(out, [P * K + 2 * K], [1 + B])));
+        this.#stats.push({ out: tf.keep(out), at: P * K + 2 * K, users: B });
       });
     } finally {
       x.dispose();
@@ -225,10 +234,11 @@ export class DeviceTraining {
 
   /**
    * stepOnGpu for a one-layer model: one int32 upload holds the step's numbers (float32
-   * bits), the users' pair ranges and the pairs' rows; then five kernels: the pair
-   * features from the store (projectPairsGpu), the K-space kernel, the flat gradient from
-   * the store (firstLayerGradGpu), the clip and Adam (clipAdamPackedGpu), and the slice
-   * that keeps the step's objective and losses.
+   * bits), the users' pair ranges and the pairs' rows; then three kernels: the pair
+   * features from the store (projectPairsGpu), the K-space kernel, and the flat gradient
+   * from the store with the clip and Adam (firstLayerGradAdamGpu; for large steps two
+   * kernels, firstLayerGradGpu and clipAdamPackedGpu). The K-space kernel's output is kept
+   * whole until finish(), which reads the step's objective and losses from it.
    */
   #fusedStep(B: number, P: number, idx: Int32Array, meta: Int32Array, opts: StepOptions, lr: number, clip: number) {
     const params = this.#state.params, K = params.layers[0].out, S = this.#smallLen;
@@ -258,14 +268,19 @@ export class DeviceTraining {
           rhoOffset: personal ? at("prior_log_precision") : 0,
           metaOffset: NUMBERS,
         });
-        const g = firstLayerGradGpu(this.#store, up, rowsAt, P, out, {
+        const where = {
           small: S,
           width: K,
           thetaAt: at("shared_weight"),
           rhoAt: personal ? at("prior_log_precision") : -1,
-        });
-        this.#pmv.assign(clipAdamPackedGpu(this.#pmv, g, up));
-        this.#stats.push(tf.keep(tf.slice(out, [P * K + 2 * K], [1 + B])));
+        };
+        if (oneGroupEnd && this.#n * P <= GRAD_ADAM_MAX_WORK) {
+          this.#pmv.assign(firstLayerGradAdamGpu(this.#store, up, rowsAt, P, out, this.#pmv, where));
+        } else {
+          const g = firstLayerGradGpu(this.#store, up, rowsAt, P, out, where);
+          this.#pmv.assign(clipAdamPackedGpu(this.#pmv, g, up));
+        }
+        this.#stats.push({ out: tf.keep(out), at: P * K + 2 * K, users: B });
       });
     } finally {
       up.dispose();
@@ -360,7 +375,9 @@ export class DeviceTraining {
    * computed, in step order: one readback for all of it. Frees the GPU copies.
    */
   async finish(): Promise<{ objective: number; losses: number[] }[]> {
-    const all = tf.tidy(() => tf.concat([this.#pmv, ...this.#stats.map((t) => tf.reshape(t, [-1]))]));
+    // the K-space kernels' whole outputs: slicing out each step's objective and losses as
+    // the step ran would cost a dispatch per step
+    const all = tf.tidy(() => tf.concat([this.#pmv, ...this.#stats.map((s) => s.out)]));
     const values = await all.data() as Float32Array;
     all.dispose();
     const n = this.#n;
@@ -368,9 +385,9 @@ export class DeviceTraining {
     this.#unflatten(values.subarray(n, 2 * n), this.#state.adam.m);
     this.#unflatten(values.subarray(2 * n, 3 * n), this.#state.adam.v);
     let at = 3 * n;
-    const stats = this.#stats.map((t) => {
-      const v = values.subarray(at, at + t.size);
-      at += t.size;
+    const stats = this.#stats.map((s) => {
+      const v = values.subarray(at + s.at, at + s.at + 1 + s.users);
+      at += s.out.size;
       return { objective: v[0], losses: Array.from(v.subarray(1)) };
     });
     this.dispose();
@@ -379,7 +396,7 @@ export class DeviceTraining {
 
   /** Frees the GPU copies without reading them back. */
   dispose(): void {
-    [this.#pmv, this.#inputScale, ...this.#stats].forEach((t) => t.dispose());
+    [this.#pmv, this.#inputScale, ...this.#stats.map((s) => s.out)].forEach((t) => t.dispose());
     this.#stats.length = 0;
   }
 }

@@ -17,7 +17,7 @@
  *   40 iterations) instead of at 1e-10.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { firstLayerGradGpu, projectPairsGpu } from "../model/pairs_gpu.ts";
+import { firstLayerGradAdamGpu, firstLayerGradGpu, projectPairsGpu } from "../model/pairs_gpu.ts";
 
 /** The most users per step the kernel takes (one workgroup; the host path runs larger steps). */
 export const KSPACE_GPU_LIMITS = { users: 64 } as const;
@@ -743,12 +743,14 @@ export function clipAdamPackedGpu(pmv: tf.Tensor, g: tf.Tensor, packed: tf.Tenso
 
 let ready: Promise<void> | undefined;
 
+/** Adam's numbers for the checks below: step size 1, bias correction 1, clip 10, eps 0. */
+const CHECK_NUMBERS = [1, 1, 10, 0.9, 0.1, 0.999, 0.001, 0, 1, 1e-6];
+
 /**
- * Runs the kernels (the training step's, the evaluation's, the clip and Adam, the pair
- * features and first-layer gradient from the store) once on a tiny input
- * under a validation error scope, once per process (one readback). A WGSL error would
- * otherwise leave a pipeline invalid and every step or evaluation silently without
- * effect; this turns it into an error.
+ * Runs every training and evaluation kernel once on a tiny input under a validation
+ * error scope, once per process (one readback), and checks the values. A WGSL error would
+ * otherwise leave a pipeline invalid and every step or evaluation silently without effect;
+ * this turns it into an error.
  */
 export function kspaceGpuReady(): Promise<void> {
   return ready ??= (async () => {
@@ -780,46 +782,43 @@ export function kspaceGpuReady(): Promise<void> {
         thetaOffset: 0,
         rhoOffset: 2,
       });
-      // the pair kernels on a store of rows [1, 2] and [0, 5], one pair (0 over 1), W1 = [1, 1]:
-      // yd = 0.01 (1 - 2) = -0.01; with dz = 3 the gradient of W1 is 0.01 * 3 * [1, -3]
-      const store = { chunks: [tf.tensor2d([1, 2, 0, 5], [2, 2])], rowsPerChunk: 2, dim: 2, ready: Promise.resolve() };
-      const rows = tf.tensor1d([0, 1], "int32");
-      const yd = projectPairsGpu(store, rows, 0, 1, tf.tensor1d([1, 1]), 0, 1);
-      const gw = firstLayerGradGpu(store, rows, 0, 1, tf.tensor1d([3, 0, 0]), {
-        small: 0,
-        width: 1,
-        thetaAt: 0,
-        rhoAt: -1,
-      });
-      const packedAdam = clipAdamPackedGpu(
-        tf.tensor1d([1, 0, 0]),
-        tf.tensor1d([2]),
-        tf.tensor1d(new Int32Array(new Float32Array([1, 1, 10, 0.9, 0.1, 0.999, 0.001, 0, 1, 1e-6]).buffer), "int32"),
-      );
+      const numbers = new Int32Array(new Float32Array(CHECK_NUMBERS).buffer);
       // p = 1, m = v = 0, g = 2 unclipped: m = 0.2, v = 0.004, p = 1 - 0.2 / sqrt(0.004)
-      const adam = clipAdamGpu(
-        tf.tensor1d([1, 0, 0]),
-        tf.tensor1d([2]),
-        tf.tensor1d([1, 1, 10, 0.9, 0.1, 0.999, 0.001, 0, 1, 1e-6]),
-      );
-      // the step's one user's loss (> 0; after dz 2 x 2, dTheta, dRho, the objective), the
-      // evaluation's counts (test: 1 of 1; validation: 2 of 2), the updated parameter
+      const adam = clipAdamGpu(tf.tensor1d([1, 0, 0]), tf.tensor1d([2]), tf.tensor1d(CHECK_NUMBERS));
+      const adamPacked = clipAdamPackedGpu(tf.tensor1d([1, 0, 0]), tf.tensor1d([2]), tf.tensor1d(numbers, "int32"));
+      // the pair kernels on a store of rows [1, 2] and [0, 5], one pair (row 0 over row 1),
+      // W1 = [1, 1]: yd = 0.01 (1 + 2 - 0 - 5) = -0.02; with dz = 3, W1 gradient is 0.03 x [1, -3]
+      const store = { chunks: [tf.tensor2d([1, 2, 0, 5], [2, 2])], rowsPerChunk: 2, dim: 2, ready: Promise.resolve() };
+      const packed = tf.tensor1d(Int32Array.from([...numbers, 0, 1]), "int32");
+      const where = { small: 0, width: 1, thetaAt: 0, rhoAt: -1 };
+      const yd = projectPairsGpu(store, packed, 10, 1, tf.tensor1d([1, 1]), 0, 1);
+      const dz = tf.tensor1d([3, 0, 0]);
+      const grad = firstLayerGradGpu(store, packed, 10, 1, dz, where);
+      // with Adam on parameters [1, 1]: each moves by 0.1 / sqrt(0.001) against its gradient
+      const gradAdam = firstLayerGradAdamGpu(store, packed, 10, 1, dz, tf.tensor1d([1, 1, 0, 0, 0, 0]), where);
       return tf.concat([
         tf.slice(step, [2 * 2 + 2 * 2 + 1], [1]),
         tf.slice(evaluation, [0], [2]),
         tf.slice(adam, [0], [1]),
+        tf.slice(adamPacked, [0], [1]),
+        tf.reshape(yd, [-1]),
+        grad,
+        tf.slice(gradAdam, [0], [2]),
       ]);
     });
     const values = await out.data();
     out.dispose();
     const error = await device.popErrorScope();
-    if (
-      error || !(values[0] > 0) || values[1] !== 1 || values[2] !== 2 ||
-      !(Math.abs(values[3] - (1 - 0.2 / Math.sqrt(0.004))) < 1e-4)
-    ) {
+    const step = 0.1 / Math.sqrt(0.001), adamWant = 1 - 0.2 / Math.sqrt(0.004);
+    // the step's one user's loss (> 0; after dz 2 x 2, dTheta, dRho, the objective), the
+    // evaluation's counts (test: 1 of 1; validation: 2 of 2), then the values above
+    const want = [undefined, 1, 2, adamWant, adamWant, -0.02, 0.03, -0.09, 1 - step, 1 + step];
+    const ok = values[0] > 0 &&
+      want.every((w, i) => w === undefined || Math.abs(values[i] - w) < 1e-4 * Math.max(1, Math.abs(w)));
+    if (error || !ok) {
       ready = undefined;
       throw new Error(
-        `the K-space WGSL kernels failed on this adapter: ${error?.message ?? `outputs ${Array.from(values)}`}`,
+        `the training WGSL kernels failed on this adapter: ${error?.message ?? `outputs ${Array.from(values)}`}`,
       );
     }
   })();

@@ -31,11 +31,11 @@ async function train(
   config: TrainConfig,
   start: MrmParams,
   chunkBytes?: number,
-  fused = true,
+  step: "fused" | "fused, two-kernel end" | "general" = "fused",
 ) {
   await initBackend(backend);
   setResidentChunkBytes(chunkBytes);
-  setFusedSteps(fused);
+  setFusedSteps(step !== "general", step === "fused");
   const { seen } = prepareTasks(store, config);
   const state = initialState(structuredClone(start));
   const trainer = makeTrainer(seen, dim, config.tasksPerBatch);
@@ -113,10 +113,16 @@ for (const { method, innerSteps, users, onGpu, hidden } of cases) {
       // (the fused step), and the general step on the whole store
       const chunked = await train(data, "webgpu", config, start, 40 * dim * 4);
       const three = await train(data, "webgpu", config, start, Math.ceil(data.n / 3) * dim * 4);
-      const general = await train(data, "webgpu", config, start, undefined, false);
+      const general = await train(data, "webgpu", config, start, undefined, "general");
+      const twoKernels = await train(data, "webgpu", config, start, undefined, "fused, two-kernel end");
       await initBackend("wasm");
       for (
-        const [label, other] of [["40-row chunks", chunked], ["3 chunks", three], ["general step", general]] as const
+        const [label, other] of [
+          ["40-row chunks", chunked],
+          ["3 chunks", three],
+          ["general step", general],
+          ["two-kernel end", twoKernels],
+        ] as const
       ) {
         namedArrays(other.state.params).forEach(([name, x], i) =>
           assert.ok(relErr(x, namedArrays(gpu.state.params)[i][1]) < 1e-6, `${name}: ${label} vs whole`)
