@@ -29,7 +29,14 @@ import { prepareTasks } from "../lib/run/run.ts";
 import { initialState, makeTrainer, trainEpoch } from "../lib/train/meta.ts";
 import { kspaceGpuReady } from "../lib/train/kspace_gpu.ts";
 import { personalConfig } from "../lib/presets.ts";
-import { releaseResidentRows, residentRows, setUploadMode, uploadInt32 } from "../lib/model/project.ts";
+import {
+  releaseResidentRows,
+  residentRows,
+  setResidentChunkBytes,
+  setUploadMode,
+  uploadInt32,
+} from "../lib/model/project.ts";
+import { verifyPairsGpu } from "../lib/model/pairs_gpu.ts";
 import { setFusedSteps } from "../lib/train/device.ts";
 import { RewardEncoder } from "../lib/encoder/encoder.ts";
 import { timingStore } from "./_setup.ts";
@@ -40,6 +47,12 @@ const gpu = (navigator as any).gpu;
 const adapter = await gpu?.requestAdapter();
 console.log(`adapter: ${adapter ? JSON.stringify(adapter.info) : "none"}; hardware GPU: ${await hasHardwareGpu()}`);
 console.log(`auto backend: ${await initBackend("auto")} (hardware GPU: ${await hasHardwareGpu()})`);
+if (adapter) {
+  const l = adapter.limits;
+  console.log(
+    `adapter limits: ${l.maxStorageBuffersPerShaderStage} storage buffers per stage, binding ${l.maxStorageBufferBindingSize} B, buffer ${l.maxBufferSize} B`,
+  );
+}
 
 /** Host round trips: tensor readbacks (data/dataSync) and uploads (backend writes), counted while a function runs. */
 const trips = { readbacks: 0, uploads: 0, writes: 0, kernels: 0, dispatches: 0, waitMs: 0 };
@@ -115,6 +128,19 @@ for (const [si, users] of sizes.entries()) {
       ((performance.now() - t0) / 1000).toFixed(1)
     } s`,
   );
+  if (Deno.env.get("PROBE_CHUNKS")) {
+    // whether the pair kernels read this store right with chunks of each size (verifyPairsGpu)
+    await initBackend("webgpu");
+    for (const cap of [undefined, 2 ** 30, 2 ** 28]) {
+      setResidentChunkBytes(cap);
+      const r = residentRows(store.embeddings, store.dim)!;
+      await r.ready;
+      const why = await verifyPairsGpu(r);
+      console.log(`chunk cap ${cap ?? "none"}: ${r.chunks.length} chunks of ${r.rowsPerChunk} rows: ${why ?? "ok"}`);
+    }
+    setResidentChunkBytes(undefined);
+    await initBackend("wasm");
+  }
   for (const method of methods) {
     // mrm-p at the first size only
     if (method === "mrm-p" && si > 0) continue;
@@ -128,10 +154,10 @@ for (const [si, users] of sizes.entries()) {
     if (method === "mrm-p") start.priorLogPrecision = new Float32Array(config.hiddenSizes[0]);
     console.log(`${method}: ${seen.length} seen users, ${config.tasksPerBatch} a step, ${steps} steps/epoch`);
     const results: Record<string, number[]> = {};
-    // webgpu variants up to PRISM size: the fused step ending in two kernels instead of one,
+    // webgpu variants up to PRISM size: the fused step ending in one workgroup instead of two kernels,
     // queue.writeBuffer for the step's upload instead of tfjs's path, the general step
     const variants = users <= 1000
-      ? ["wasm", "webgpu", "webgpu:two-kernel-end", "webgpu:write-upload", "webgpu:general"]
+      ? ["wasm", "webgpu", "webgpu:one-group-end", "webgpu:write-upload", "webgpu:general"]
       : ["wasm", "webgpu"];
     for (const variant of variants) {
       const backend = variant.startsWith("webgpu") ? "webgpu" : "wasm";
@@ -142,7 +168,7 @@ for (const [si, users] of sizes.entries()) {
         continue;
       }
       setUploadMode(variant === "webgpu:write-upload" ? "write" : "tfjs");
-      setFusedSteps(variant !== "webgpu:general", variant !== "webgpu:two-kernel-end");
+      setFusedSteps(variant !== "webgpu:general", variant === "webgpu:one-group-end");
       countUploads();
       // webgpu's one-off set-up, timed apart: the store's upload (synced by a one-value
       // readback) and the kernels' check

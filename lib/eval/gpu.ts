@@ -14,7 +14,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { headMatrix } from "../model/head.ts";
 import { isPersonal, type MrmParams, numBases } from "../model/params.ts";
 import { firstLayerTensor, type ResidentStore, uploadInt32 } from "../model/project.ts";
-import { pairsGpuFits, projectPairsGpu } from "../model/pairs_gpu.ts";
+import { pairsGpuFits, projectPairsGpu, warnUnverified } from "../model/pairs_gpu.ts";
 import type { UserTask } from "../data/tasks.ts";
 import { kspaceEvalGpu, kspaceGpuReady } from "../train/kspace_gpu.ts";
 
@@ -31,6 +31,7 @@ export async function rightCountsOnGpu(
   { innerLr, innerSteps }: { innerLr: number; innerSteps: number },
 ): Promise<Float32Array> {
   await kspaceGpuReady();
+  await warnUnverified(store);
   const h1 = params.layers[0].out, K = numBases(params), U = tasks.length;
   // every user's train, test and validation pairs, as store rows
   let P = 0;

@@ -26,9 +26,71 @@ export const PAIRS_GPU_MAX_WIDTH = 16;
  * shader stage (lib/backend.ts asks for the adapter's number).
  */
 export function pairsGpuFits(store: ResidentStore, width: number): boolean {
+  return withinLimits(store, width) && verified.get(store) !== false;
+}
+
+function withinLimits(store: ResidentStore, width: number): boolean {
   // deno-lint-ignore no-explicit-any
   const buffers = (tf.backend() as any).device?.limits?.maxStorageBuffersPerShaderStage ?? 8;
   return store.chunks.length + 4 <= buffers && width <= PAIRS_GPU_MAX_WIDTH;
+}
+
+const verified = new WeakMap<ResidentStore, boolean>();
+
+/**
+ * Checks, once per resident store, that projectPairsGpu reads every chunk of it as tfjs's
+ * own gather and product do (pairs that span all chunks, one readback); where it does
+ * not, pairsGpuFits says no from then on and the callers take their general paths. The
+ * kernels are checked on small inputs at start (kspaceGpuReady); this covers what only a
+ * real store has: its number of chunks and their sizes. Returns why it failed, or
+ * undefined.
+ */
+export async function verifyPairsGpu(store: ResidentStore): Promise<string | undefined> {
+  if (verified.has(store) || !withinLimits(store, 1)) return undefined;
+  const C = store.chunks.length, rpc = store.rowsPerChunk, H = store.dim;
+  const lastRows = store.chunks[C - 1].shape[0];
+  // each chunk's first and last row against the next chunk's (or the first chunk's)
+  const rows: number[] = [];
+  for (let c = 0; c < C; c++) {
+    const next = (c + 1) % C;
+    rows.push(c * rpc, next * rpc + (next === C - 1 ? lastRows - 1 : rpc - 1));
+    rows.push(c * rpc + (c === C - 1 ? lastRows - 1 : rpc - 1), next * rpc);
+  }
+  const P = rows.length / 2;
+  const chosen = rows.filter((_, i) => i % 2 === 0), rejected = rows.filter((_, i) => i % 2 === 1);
+  // deno-lint-ignore no-explicit-any
+  const device = (tf.backend() as any).device as GPUDevice;
+  device.pushErrorScope("validation");
+  const both = tf.tidy(() => {
+    const w = tf.tensor1d(Float32Array.from({ length: H }, (_, h) => 1 + (h % 7)));
+    const packed = tf.tensor1d(Int32Array.from([...chosen, ...rejected]), "int32");
+    const ours = projectPairsGpu(store, packed, 0, P, w, 0, 1);
+    const gather = (r: number[]) => {
+      const parts = r.map((row) => {
+        const c = Math.floor(row / rpc);
+        return tf.slice(store.chunks[c], [row - c * rpc, 0], [1, H]);
+      });
+      return tf.concat(parts, 0);
+    };
+    const theirs = tf.mul(tf.matMul(tf.sub(gather(chosen), gather(rejected)), tf.reshape(w, [H, 1])), INPUT_SCALE);
+    return tf.concat([tf.reshape(ours, [-1]), tf.reshape(theirs, [-1])]);
+  });
+  const values = await both.data();
+  both.dispose();
+  const error = await device.popErrorScope();
+  let why: string | undefined;
+  if (error) why = error.message;
+  else {
+    for (let p = 0; p < P; p++) {
+      const a = values[p], b = values[P + p];
+      if (!(Math.abs(a - b) <= 1e-4 * Math.max(1, Math.abs(b)))) {
+        why = `pair ${p} (rows ${chosen[p]}, ${rejected[p]}): ${a} against ${b}`;
+        break;
+      }
+    }
+  }
+  verified.set(store, why === undefined);
+  return why && `the store's ${C} chunks: ${why}`;
 }
 
 /** WGSL that reads element h of store row `row` (u32) from the chunk holding it. */
@@ -109,7 +171,7 @@ export function projectPairsGpu(
   w1At: number,
   width: number,
 ): tf.Tensor2D {
-  if (!pairsGpuFits(store, width)) {
+  if (!withinLimits(store, width)) {
     throw new RangeError(`projectPairsGpu: ${store.chunks.length} chunks, width ${width}`);
   }
   const program = new ProjectPairsProgram(store.chunks.length, width, pairs);
@@ -189,7 +251,7 @@ export function firstLayerGradGpu(
   out: tf.Tensor,
   o: { small: number; width: number; thetaAt: number; rhoAt: number },
 ): tf.Tensor1D {
-  if (!pairsGpuFits(store, o.width)) throw new RangeError(`firstLayerGradGpu: ${store.chunks.length} chunks`);
+  if (!withinLimits(store, o.width)) throw new RangeError(`firstLayerGradGpu: ${store.chunks.length} chunks`);
   const total = o.small + o.width * store.dim;
   const program = new FirstLayerGradProgram(store.chunks.length, total);
   // deno-lint-ignore no-explicit-any
@@ -300,7 +362,9 @@ export function firstLayerGradAdamGpu(
   pmv: tf.Tensor,
   o: { small: number; width: number; thetaAt: number; rhoAt: number },
 ): tf.Tensor1D {
-  if (!pairsGpuFits(store, o.width)) throw new RangeError(`firstLayerGradAdamGpu: ${store.chunks.length} chunks`);
+  if (!withinLimits(store, o.width)) {
+    throw new RangeError(`firstLayerGradAdamGpu: ${store.chunks.length} chunks`);
+  }
   const n = o.small + o.width * store.dim;
   if (pmv.size !== 3 * n) throw new RangeError(`firstLayerGradAdamGpu: ${pmv.size} values for ${n} parameters`);
   // deno-lint-ignore no-explicit-any
@@ -330,3 +394,9 @@ export function firstLayerGradAdamGpu(
  * firstLayerGradGpu + clipAdamPackedGpu (2 x 4096 x 200 pairs fits).
  */
 export const GRAD_ADAM_MAX_WORK = 2 ** 23;
+
+/** verifyPairsGpu, printing (to stderr, once per store) why the fused kernels are not used. */
+export async function warnUnverified(store: ResidentStore): Promise<void> {
+  const why = await verifyPairsGpu(store);
+  if (why) console.error(`webgpu: reading pairs straight from the store failed its check (${why}); using tfjs gathers`);
+}

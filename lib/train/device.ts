@@ -32,17 +32,20 @@ const NUMBERS = 10;
 /** tfjs-webgpu computes ops on host-side tensors below 1000 values on the host (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD). */
 const CPU_FORWARD_MIN = 1000;
 
-let fuseSteps = true, oneGroupEnd = true;
+// the fused step's end: two kernels measured faster than one workgroup on an H200 (0.115 s
+// against 0.148 s per PRISM-size epoch, bench/gpu_check.ts)
+let fuseSteps = true, oneGroupEnd = false;
 
 /**
  * Whether one-layer models take the fused step (pair features and the first layer's
  * gradient read straight from the store, one upload, five kernels) where it fits; off,
  * every GPU step takes the general one (tfjs gathers and products). For tests and
- * gpu_check, which compare the two; `oneGroup` false makes the fused step end with two
- * kernels (the gradient over many workgroups, then the clip and Adam) instead of one.
+ * gpu_check, which compare them; `oneGroup` makes the fused step end with one kernel of one
+ * workgroup (gradient, clip and Adam) instead of two (the gradient over many workgroups,
+ * then the clip and Adam).
  * Returns the previous setting.
  */
-export function setFusedSteps(on: boolean, oneGroup = true): boolean {
+export function setFusedSteps(on: boolean, oneGroup = false): boolean {
   const was = fuseSteps;
   fuseSteps = on;
   oneGroupEnd = oneGroup;

@@ -10,6 +10,7 @@ import { metaStep, stepScratch, type StepTask, type TaskRows, taskRows } from ".
 import { residentRows } from "../model/project.ts";
 import { DeviceTraining } from "./device.ts";
 import { kspaceGpuReady } from "./kspace_gpu.ts";
+import { warnUnverified } from "../model/pairs_gpu.ts";
 
 /** Everything needed to continue training exactly where it stopped. */
 export interface TrainState {
@@ -90,7 +91,10 @@ export async function trainEpoch(
   };
   // webgpu with the store resident: parameters and Adam stay on the GPU for the epoch
   const store = residentRows(embeddings, state.params.dim);
-  if (store) await Promise.all([store.ready, kspaceGpuReady()]);
+  if (store) {
+    await Promise.all([store.ready, kspaceGpuReady()]);
+    await warnUnverified(store);
+  }
   const device = store ? new DeviceTraining(state, store) : undefined;
   try {
     for (let i = 0; i < order.length; i += c.tasksPerBatch) {

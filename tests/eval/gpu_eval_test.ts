@@ -4,7 +4,8 @@ import { initBackend } from "../../lib/backend.ts";
 import { generateSynthetic } from "../../lib/data/synthetic.ts";
 import { type EvalOptions, type EvalResult, evaluate } from "../../lib/eval/evaluate.ts";
 import { initParams, type MrmParams } from "../../lib/model/params.ts";
-import { releaseResidentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
+import { releaseResidentRows, residentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
+import { verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
 import { preset, type TrainConfig } from "../../lib/presets.ts";
 import { prepareTasks } from "../../lib/run/run.ts";
 import { kspaceGpuReady } from "../../lib/train/kspace_gpu.ts";
@@ -30,7 +31,11 @@ const users = [...seen, ...unseen];
 async function onGpu(params: MrmParams, opts: EvalOptions, chunkBytes?: number) {
   await initBackend("webgpu");
   setResidentChunkBytes(chunkBytes);
+  // the one-off checks (the kernels per process, the pair kernel per store) read back once each
   await kspaceGpuReady();
+  const resident = residentRows(store.embeddings, dim)!;
+  await resident.ready;
+  await verifyPairsGpu(resident);
   // deno-lint-ignore no-explicit-any
   const proto = tf.Tensor.prototype as any;
   const orig = proto.data;

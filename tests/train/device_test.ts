@@ -3,7 +3,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
 import { generateSynthetic } from "../../lib/data/synthetic.ts";
 import { initParams, type MrmParams, namedArrays } from "../../lib/model/params.ts";
-import { releaseResidentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
+import { releaseResidentRows, residentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
+import { verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
 import { preset, type TrainConfig } from "../../lib/presets.ts";
 import { prepareTasks } from "../../lib/run/run.ts";
 import { type EpochStats, initialState, makeTrainer, trainEpoch } from "../../lib/train/meta.ts";
@@ -31,16 +32,22 @@ async function train(
   config: TrainConfig,
   start: MrmParams,
   chunkBytes?: number,
-  step: "fused" | "fused, two-kernel end" | "general" = "fused",
+  step: "fused" | "fused, one-workgroup end" | "general" = "fused",
 ) {
   await initBackend(backend);
   setResidentChunkBytes(chunkBytes);
-  setFusedSteps(step !== "general", step === "fused");
+  setFusedSteps(step !== "general", step === "fused, one-workgroup end");
   const { seen } = prepareTasks(store, config);
   const state = initialState(structuredClone(start));
   const trainer = makeTrainer(seen, dim, config.tasksPerBatch);
-  // the kernel's one-off check reads back once per process: not part of the epochs' count
-  if (backend === "webgpu") await kspaceGpuReady();
+  // the one-off checks (the kernels per process, the pair kernel per store) read back once
+  // each: not part of the epochs' count
+  if (backend === "webgpu") {
+    await kspaceGpuReady();
+    const resident = residentRows(store.embeddings, dim)!;
+    await resident.ready;
+    await verifyPairsGpu(resident);
+  }
   // count tensor readbacks while the epochs run
   // deno-lint-ignore no-explicit-any
   const proto = tf.Tensor.prototype as any;
@@ -114,14 +121,14 @@ for (const { method, innerSteps, users, onGpu, hidden } of cases) {
       const chunked = await train(data, "webgpu", config, start, 40 * dim * 4);
       const three = await train(data, "webgpu", config, start, Math.ceil(data.n / 3) * dim * 4);
       const general = await train(data, "webgpu", config, start, undefined, "general");
-      const twoKernels = await train(data, "webgpu", config, start, undefined, "fused, two-kernel end");
+      const oneGroup = await train(data, "webgpu", config, start, undefined, "fused, one-workgroup end");
       await initBackend("wasm");
       for (
         const [label, other] of [
           ["40-row chunks", chunked],
           ["3 chunks", three],
           ["general step", general],
-          ["two-kernel end", twoKernels],
+          ["one-workgroup end", oneGroup],
         ] as const
       ) {
         namedArrays(other.state.params).forEach(([name, x], i) =>
