@@ -21,6 +21,8 @@ export async function hasHardwareGpu(): Promise<boolean> {
 }
 
 let webgpuRegistered = false;
+/** Storage buffers per shader stage asked of the device (the pair kernels bind chunks + 4). */
+const MAX_STORAGE_BUFFERS = 32;
 
 /**
  * Registers tfjs's webgpu backend with a device that also asks for the adapter's number
@@ -46,7 +48,9 @@ async function registerWebgpu(): Promise<void> {
         maxBufferSize: l.maxBufferSize,
         maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
         maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-        maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+        // capped: tfjs also sizes its own multi-input kernels (concat) by this limit, and an
+        // NVIDIA adapter reports 524288, past what a bind group holds
+        maxStorageBuffersPerShaderStage: Math.min(l.maxStorageBuffersPerShaderStage, MAX_STORAGE_BUFFERS),
       },
     });
     return new WebGPUBackend(device, adapter.info);

@@ -380,7 +380,13 @@ export class DeviceTraining {
   async finish(): Promise<{ objective: number; losses: number[] }[]> {
     // the K-space kernels' whole outputs: slicing out each step's objective and losses as
     // the step ran would cost a dispatch per step
-    const all = tf.tidy(() => tf.concat([this.#pmv, ...this.#stats.map((s) => s.out)]));
+    const all = tf.tidy(() => {
+      // in groups: one concat of thousands of tensors would bind them all at once
+      const parts = [this.#pmv, ...this.#stats.map((s) => s.out)];
+      const groups: tf.Tensor[] = [];
+      for (let i = 0; i < parts.length; i += 64) groups.push(tf.concat(parts.slice(i, i + 64)));
+      return groups.length === 1 ? groups[0] : tf.concat(groups);
+    });
     const values = await all.data() as Float32Array;
     all.dispose();
     const n = this.#n;
