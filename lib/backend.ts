@@ -1,11 +1,8 @@
 /**
- * Picks the tfjs backend for MRM's tensor work. `auto` means wasm, also on machines
- * with a GPU: measured on an NVIDIA H200 (bench/gpu_check.ts), the webgpu backend
- * gave the same weights (max difference 5.6e-9 after 3 epochs) but took 13.5 s per
- * PRISM-size epoch against 0.21 s on wasm, and 41 s per evaluation against 0.22 s —
- * each outer step is a small projection plus host round trips, which a GPU cannot
- * amortize. `cpu`, `wasm` or `webgpu` force one. (The ONNX encoder, whose work is
- * large matrix products, does use WebGPU on a real GPU: lib/encoder/session.ts.)
+ * Picks the tfjs backend for MRM's tensor work. `cpu`, `wasm` or `webgpu` force one;
+ * `auto` is wasm unless the caller knows the work ahead (chooseBackend), in which case it
+ * is webgpu where a hardware GPU is measured to finish the run sooner (autoRule). (The
+ * encoder picks its own device: lib/encoder/device.ts.)
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { gpuAdapter } from "./encoder/device.ts";
@@ -71,4 +68,69 @@ export async function initBackend(name: BackendName | "auto" = "auto"): Promise<
   }
   await tf.ready();
   return want;
+}
+
+/** What a run will do, for autoRule. */
+export interface WorkPlan {
+  /** meta-training epochs (0 for an evaluation alone) */
+  epochs: number;
+  /** users meta-trained on */
+  seenUsers: number;
+  /** evaluations of all users */
+  evaluations: number;
+  /** users evaluated */
+  users: number;
+  /** bytes of the embedding store */
+  storeBytes: number;
+  /** the model has one layer (K base functions straight from the embeddings) */
+  oneLayer: boolean;
+  /** users per outer step */
+  usersPerStep: number;
+}
+
+/**
+ * The rule `--backend auto` uses, from bench/gpu_check.ts on an NVIDIA H200 (wasm and
+ * webgpu in one process, README "webgpu training on a GPU"):
+ * - a webgpu epoch saves about 0.3 ms per seen user over wasm (0.24-0.38 ms measured at
+ *   1,000 and 10,000 users) and costs about 15 ms more (the epoch's readback);
+ * - an evaluation saves about 0.2 ms per user (0.25 s vs 0.025 s for 1,000 users);
+ * - webgpu costs about 2 s once (the kernels' first compile and checks) and 0.4 s per GiB
+ *   of store (the upload).
+ * So webgpu when a hardware adapter exists, the step is the fused one (one layer, at
+ * most 64 users a step: a general GPU step is slower than wasm), and the savings exceed
+ * the one-off cost.
+ */
+export function autoRule(plan: WorkPlan, hardwareGpu: boolean): { backend: BackendName; reason: string } {
+  if (!hardwareGpu) return { backend: "wasm", reason: "no hardware WebGPU adapter" };
+  if (!plan.oneLayer || plan.usersPerStep > 64) {
+    return {
+      backend: "wasm",
+      reason: "webgpu's fused step needs a one-layer model and at most 64 users a step; its general step is slower",
+    };
+  }
+  const saved = plan.epochs * (3e-4 * plan.seenUsers - 0.015) + plan.evaluations * 2e-4 * plan.users;
+  const cost = 2 + 0.4 * plan.storeBytes / 2 ** 30;
+  const why = `expected to save ${saved.toFixed(1)} s against ${
+    cost.toFixed(1)
+  } s of set-up (${plan.epochs} epochs x ${plan.seenUsers} seen users, ${plan.evaluations} evaluations x ${plan.users} users, ${
+    (plan.storeBytes / 2 ** 30).toFixed(2)
+  } GiB)`;
+  return saved > cost ? { backend: "webgpu", reason: why } : { backend: "wasm", reason: `webgpu ${why}: not worth it` };
+}
+
+/**
+ * `--backend` with the run's work known: a forced backend as initBackend, or for `auto`
+ * the backend autoRule picks, initialized. Returns it and, for `auto`, why.
+ */
+export async function chooseBackend(
+  name: BackendName | "auto",
+  plan: WorkPlan,
+): Promise<{ backend: BackendName; reason?: string }> {
+  if (name !== "auto") return { backend: await initBackend(name) };
+  const { backend, reason } = autoRule(plan, await hasHardwareGpu());
+  try {
+    return { backend: await initBackend(backend), reason };
+  } catch (e) {
+    return { backend: await initBackend("wasm"), reason: `webgpu failed to start (${(e as Error).message})` };
+  }
 }

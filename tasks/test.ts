@@ -1,5 +1,5 @@
 /** `deno task test:<preset>`: evaluate a checkpoint with the settings stored in its run. */
-import { type BackendName, initBackend } from "../lib/backend.ts";
+import { type BackendName, chooseBackend } from "../lib/backend.ts";
 import { ConfigError, FormatError } from "../lib/errors.ts";
 import { evaluate } from "../lib/eval/evaluate.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
@@ -39,7 +39,7 @@ await main(async () => {
 Evaluates a checkpoint (default: best of the newest run in output/${dataset}) with the
 settings saved in the run; overrides are applied with a warning.
   --data PREFIX   store (default: the run's)
-  --backend cpu|wasm|webgpu
+  --backend auto|cpu|wasm|webgpu  (auto: webgpu where the measured rule expects it to be faster; see README)
   --out FILE      write per-user results as CSV
 Evaluation settings (default: the run's; the values shown are the preset's):
 ${configHelp(preset(dataset), EVAL_FLAGS)}`);
@@ -85,13 +85,22 @@ ${configHelp(preset(dataset), EVAL_FLAGS)}`);
   }
   config.data = resolvePrefix(v as Record<string, string>, config.data);
   validateConfig(config);
-  const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
   await requireStore(config.data, config.dataset);
   const store = await loadStore(config.data);
   if (loaded.params.dim !== store.dim) {
     throw new ConfigError(`${ckpt}: checkpoint expects H=${loaded.params.dim} but ${config.data} has H=${store.dim}`);
   }
   const { seen, unseen } = prepareTasks(store, config);
+  const { backend, reason } = await chooseBackend((v.backend ?? "auto") as BackendName | "auto", {
+    epochs: 0,
+    seenUsers: seen.length,
+    evaluations: 1,
+    users: seen.length + unseen.length,
+    storeBytes: store.embeddings.byteLength,
+    oneLayer: loaded.params.layers.length === 1,
+    usersPerStep: config.tasksPerBatch,
+  });
+  if (reason) console.error(`backend ${backend} (--backend auto: ${reason})`);
   const t0 = performance.now();
   const r = await evaluate(loaded.params, store.embeddings, [...seen, ...unseen], {
     innerLr: config.innerLr,

@@ -1,5 +1,5 @@
 /** `deno task train:<preset>`: meta-train MRM with the release's hyperparameters. */
-import { type BackendName, initBackend } from "../lib/backend.ts";
+import { type BackendName, chooseBackend } from "../lib/backend.ts";
 import { ConfigError, FormatError } from "../lib/errors.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
 import { personalConfig, preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
@@ -34,7 +34,8 @@ await main(async () => {
   --init CKPT            start from a checkpoint's weights (ours, or the release's model.pt)
   --resume RUN           continue an interrupted run folder from its last checkpoint
   --overwrite            empty an existing --out folder first (otherwise it is refused)
-  --backend cpu|wasm|webgpu  tfjs backend (default wasm: faster than webgpu even on an H200, see README)
+  --backend auto|cpu|wasm|webgpu  tfjs backend (auto: webgpu on a hardware GPU where the measured rule expects the
+                             run to finish sooner, else wasm; the reason is printed; see README)
   --repeat N             run seeds seed..seed+N-1 and report mean ± std (default 1)
 ${configHelp(config)}`);
     return;
@@ -60,7 +61,6 @@ ${configHelp(config)}`);
   if (!["auto", "cpu", "wasm", "webgpu"].includes(backendFlag)) {
     throw new ConfigError(`--backend must be cpu, wasm or webgpu, got '${backendFlag}'`);
   }
-  const backend = await initBackend(backendFlag as BackendName | "auto");
 
   let resumeDir: string | undefined;
   if (typeof v.resume === "string") {
@@ -78,8 +78,19 @@ ${configHelp(config)}`);
   }
   await requireStore(config.data, config.dataset);
   const log = new RunLog();
-  log.line(`loading ${config.data} (backend ${backend})`);
+  log.line(`loading ${config.data}`);
   const store = await loadStore(config.data);
+  const split = prepareTasks(store, config);
+  const { backend, reason } = await chooseBackend(backendFlag as BackendName | "auto", {
+    epochs: config.epochs * repeat,
+    seenUsers: split.seen.length,
+    evaluations: Math.ceil(config.epochs / Math.max(1, config.logFreq)) * repeat,
+    users: split.seen.length + split.unseen.length,
+    storeBytes: store.embeddings.byteLength,
+    oneLayer: config.hiddenSizes.length === 1,
+    usersPerStep: config.tasksPerBatch,
+  });
+  log.line(`backend ${backend}${reason ? ` (--backend auto: ${reason})` : ""}`);
   const truth = await readTruth(config.data, { meta: store.meta });
 
   const summaries: RunSummary[] = [];
