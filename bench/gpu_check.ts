@@ -154,10 +154,11 @@ for (const [si, users] of sizes.entries()) {
     if (method === "mrm-p") start.priorLogPrecision = new Float32Array(config.hiddenSizes[0]);
     console.log(`${method}: ${seen.length} seen users, ${config.tasksPerBatch} a step, ${steps} steps/epoch`);
     const results: Record<string, number[]> = {};
-    // webgpu variants up to PRISM size: the fused step ending in one workgroup instead of two kernels,
-    // queue.writeBuffer for the step's upload instead of tfjs's path, the general step
+    // webgpu variants up to PRISM size: the fused step ending in one workgroup instead of two
+    // kernels; each step's data uploaded as it runs instead of the epoch's at once (through
+    // tfjs, or through queue.writeBuffer); the general step
     const variants = users <= 1000
-      ? ["wasm", "webgpu", "webgpu:one-group-end", "webgpu:write-upload", "webgpu:general"]
+      ? ["wasm", "webgpu", "webgpu:one-group-end", "webgpu:per-step-upload", "webgpu:write-upload", "webgpu:general"]
       : ["wasm", "webgpu"];
     for (const variant of variants) {
       const backend = variant.startsWith("webgpu") ? "webgpu" : "wasm";
@@ -168,7 +169,11 @@ for (const [si, users] of sizes.entries()) {
         continue;
       }
       setUploadMode(variant === "webgpu:write-upload" ? "write" : "tfjs");
-      setFusedSteps(variant !== "webgpu:general", variant === "webgpu:one-group-end");
+      setFusedSteps(
+        variant !== "webgpu:general",
+        variant === "webgpu:one-group-end",
+        variant !== "webgpu:per-step-upload" && variant !== "webgpu:write-upload",
+      );
       countUploads();
       // webgpu's one-off set-up, timed apart: the store's upload (synced by a one-value
       // readback) and the kernels' check

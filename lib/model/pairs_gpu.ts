@@ -280,7 +280,7 @@ class FirstLayerGradAdamProgram {
   dispatch: [number, number, number] = [1, 1, 1];
   variableNames: string[];
   uniforms =
-    "rowsPerChunk : i32, dim : i32, pairs : i32, rowsAt : i32, small : i32, width : i32, thetaAt : i32, rhoAt : i32, n : i32, scale : f32,";
+    "rowsPerChunk : i32, dim : i32, pairs : i32, rowsAt : i32, small : i32, width : i32, thetaAt : i32, rhoAt : i32, n : i32, numAt : i32, scale : f32,";
   workgroupSize: [number, number, number] = [256, 1, 1];
   size = false;
   constructor(readonly chunks: number, n: number) {
@@ -292,7 +292,7 @@ class FirstLayerGradAdamProgram {
     return `
 var<workgroup> ss: array<f32, 256>;
 ${rowReader(this.chunks)}
-fn num(i: i32) -> f32 { return bitcast<f32>(Packed[i]); }
+fn num(i: i32) -> f32 { return bitcast<f32>(Packed[uniforms.numAt + i]); }
 
 // parameter i's gradient (as FirstLayerGradProgram)
 fn grad(i: i32) -> f32 {
@@ -350,7 +350,7 @@ fn main(index: i32) {
  * (as firstLayerGradGpu), then the global-norm clip and Adam on `pmv` = [parameters,
  * first moments, second moments] (as clipAdamGpu), with the step's numbers as float32
  * bits at the head of `packed`. Returns the new [parameters, moments]. One workgroup walks
- * every parameter once per pair; worth it while that is small next to a dispatch's host
+ * every parameter once per pair (numbers at `o.numAt`, 0 by default); worth it while that is small next to a dispatch's host
  * cost (the caller decides, see GRAD_ADAM_MAX_WORK).
  */
 export function firstLayerGradAdamGpu(
@@ -360,7 +360,7 @@ export function firstLayerGradAdamGpu(
   pairs: number,
   dz: tf.Tensor,
   pmv: tf.Tensor,
-  o: { small: number; width: number; thetaAt: number; rhoAt: number },
+  o: { small: number; width: number; thetaAt: number; rhoAt: number; numAt?: number },
 ): tf.Tensor1D {
   if (!withinLimits(store, o.width)) {
     throw new RangeError(`firstLayerGradAdamGpu: ${store.chunks.length} chunks`);
@@ -383,6 +383,7 @@ export function firstLayerGradAdamGpu(
       { type: "int32", data: [o.thetaAt] },
       { type: "int32", data: [o.rhoAt] },
       { type: "int32", data: [n] },
+      { type: "int32", data: [o.numAt ?? 0] },
       { type: "float32", data: [INPUT_SCALE] },
     ],
   );

@@ -34,7 +34,33 @@ const CPU_FORWARD_MIN = 1000;
 
 // the fused step's end: two kernels measured faster than one workgroup on an H200 (0.115 s
 // against 0.148 s per PRISM-size epoch, bench/gpu_check.ts)
-let fuseSteps = true, oneGroupEnd = false;
+/**
+ * A step's pairs as store rows, each user's support pairs then its query pairs (chosen
+ * rows in idx[0, P), rejected in idx[P, 2P)), and per user [support start, support count,
+ * query start, query count] in pairs.
+ */
+function stepLayout(batch: StepTask[]): { P: number; idx: Int32Array; meta: Int32Array } {
+  let P = 0;
+  for (const t of batch) P += t.support.length + t.query.length;
+  const idx = new Int32Array(2 * P), meta = new Int32Array(4 * batch.length);
+  let p = 0;
+  batch.forEach((t, b) => {
+    const put = (pos: number) => {
+      idx[p] = t.rows.rows[t.rows.localChosen[pos]];
+      idx[P + p] = t.rows.rows[t.rows.localRejected[pos]];
+      p++;
+    };
+    meta[4 * b] = p;
+    meta[4 * b + 1] = t.support.length;
+    t.support.forEach(put);
+    meta[4 * b + 2] = p;
+    meta[4 * b + 3] = t.query.length;
+    t.query.forEach(put);
+  });
+  return { P, idx, meta };
+}
+
+let fuseSteps = true, oneGroupEnd = false, planEpochs = true;
 
 /**
  * Whether one-layer models take the fused step (pair features and the first layer's
@@ -42,13 +68,14 @@ let fuseSteps = true, oneGroupEnd = false;
  * every GPU step takes the general one (tfjs gathers and products). For tests and
  * gpu_check, which compare them; `oneGroup` makes the fused step end with one kernel of one
  * workgroup (gradient, clip and Adam) instead of two (the gradient over many workgroups,
- * then the clip and Adam).
- * Returns the previous setting.
+ * then the clip and Adam); `plan` false uploads each step's data as the step runs instead
+ * of the whole epoch's at once (planEpoch). Returns the previous setting of `on`.
  */
-export function setFusedSteps(on: boolean, oneGroup = false): boolean {
+export function setFusedSteps(on: boolean, oneGroup = false, plan = true): boolean {
   const was = fuseSteps;
   fuseSteps = on;
   oneGroupEnd = oneGroup;
+  planEpochs = plan;
   return was;
 }
 
@@ -81,6 +108,8 @@ export class DeviceTraining {
   readonly #offset = new Map<string, number>();
   /** per fused step: [objective, each user's loss], kept on the GPU until finish() */
   readonly #stats: { out: tf.Tensor; at: number; users: number }[] = [];
+  /** the epoch's step data, uploaded once by planEpoch, and where each step's starts */
+  #plan?: { data: tf.Tensor; steps: { at: number; B: number; P: number }[] };
 
   /** Uploads the state's parameters and Adam moments. */
   constructor(state: TrainState, store: ResidentStore) {
@@ -146,25 +175,17 @@ export class DeviceTraining {
     const K = layers.at(-1)!.out, B = batch.length, S = this.#smallLen;
     const named = namedArrays(params);
     const at = (name: string) => this.#offset.get(name)!;
-    // the step's pairs, each user's support pairs then its query pairs, as store rows
-    let P = 0;
-    for (const t of batch) P += t.support.length + t.query.length;
-    const idx = new Int32Array(2 * P), meta = new Int32Array(4 * B);
-    let p = 0;
-    batch.forEach((t, b) => {
-      const put = (pos: number) => {
-        idx[p] = t.rows.rows[t.rows.localChosen[pos]];
-        idx[P + p] = t.rows.rows[t.rows.localRejected[pos]];
-        p++;
-      };
-      meta[4 * b] = p;
-      meta[4 * b + 1] = t.support.length;
-      t.support.forEach(put);
-      meta[4 * b + 2] = p;
-      meta[4 * b + 3] = t.query.length;
-      t.query.forEach(put);
-    });
-    if (this.#fusable()) return this.#fusedStep(B, P, idx, meta, opts, lr, clipNorm);
+    if (this.#fusable()) {
+      const segment = this.#segment(batch, lr, clipNorm);
+      const up = uploadInt32(segment.packed);
+      try {
+        this.#fusedStep(up, 0, B, segment.P, opts);
+      } finally {
+        up.dispose();
+      }
+      return;
+    }
+    const { P, idx, meta } = stepLayout(batch);
     const packed = this.#numbers(lr, clipNorm, NUMBERS);
     const x = gatherResident(this.#store, idx);
     try {
@@ -236,58 +257,91 @@ export class DeviceTraining {
   }
 
   /**
-   * stepOnGpu for a one-layer model: one int32 upload holds the step's numbers (float32
-   * bits), the users' pair ranges and the pairs' rows; then three kernels: the pair
-   * features from the store (projectPairsGpu), the K-space kernel, and the flat gradient
-   * from the store with the clip and Adam (firstLayerGradAdamGpu; for large steps two
-   * kernels, firstLayerGradGpu and clipAdamPackedGpu). The K-space kernel's output is kept
-   * whole until finish(), which reads the step's objective and losses from it.
+   * One fused step's int32 data: the step's numbers (float32 bits; this counts the Adam
+   * step), the users' pair ranges, the pairs' chosen then rejected store rows.
    */
-  #fusedStep(B: number, P: number, idx: Int32Array, meta: Int32Array, opts: StepOptions, lr: number, clip: number) {
-    const params = this.#state.params, K = params.layers[0].out, S = this.#smallLen;
-    const at = (name: string) => this.#offset.get(name)!;
-    const rowsAt = NUMBERS + 4 * B;
-    const packed = new Int32Array(rowsAt + 2 * P);
+  #segment(batch: StepTask[], lr: number, clip: number): { packed: Int32Array; B: number; P: number } {
+    const { P, idx, meta } = stepLayout(batch), B = batch.length;
+    const packed = new Int32Array(NUMBERS + 4 * B + 2 * P);
     new Float32Array(packed.buffer, 0, NUMBERS).set(this.#numbers(lr, clip, NUMBERS).subarray(0, NUMBERS));
     packed.set(meta, NUMBERS);
-    packed.set(idx, rowsAt);
-    const up = uploadInt32(packed);
+    packed.set(idx, NUMBERS + 4 * B);
+    return { packed, B, P };
+  }
+
+  /**
+   * Uploads every step of an epoch at once (one upload for the epoch instead of one a
+   * step), when all of them take the fused step: `batches[k]` runs with step size
+   * `lrs[k]`. Counts the epoch's Adam steps. Afterwards stepPlanned(k) runs step k. Returns
+   * false (and changes nothing) when some step cannot be fused.
+   */
+  planEpoch(batches: StepTask[][], lrs: number[], clipNorm: number): boolean {
+    if (!planEpochs || !this.#fusable() || !batches.every((b) => this.fusable(b))) return false;
+    const segments = batches.map((b, k) => this.#segment(b, lrs[k], clipNorm));
+    const all = new Int32Array(segments.reduce((n, s) => n + s.packed.length, 0));
+    let at = 0;
+    this.#plan?.data.dispose();
+    this.#plan = {
+      data: uploadInt32(all),
+      steps: segments.map((s) => {
+        all.set(s.packed, at);
+        at += s.packed.length;
+        return { at: at - s.packed.length, B: s.B, P: s.P };
+      }),
+    };
+    return true;
+  }
+
+  /** Runs step k of the epoch planEpoch uploaded (the fused step, nothing uploaded or read back). */
+  stepPlanned(k: number, opts: StepOptions): void {
+    const { at, B, P } = this.#plan!.steps[k];
+    this.#fusedStep(this.#plan!.data, at, B, P, opts);
+  }
+
+  /**
+   * The fused step for a one-layer model, from the step's int32 data at `at` in `up` (see
+   * #segment): three kernels, the pair features from the store (projectPairsGpu), the
+   * K-space kernel, and the flat gradient from the store then the clip and Adam
+   * (firstLayerGradGpu, clipAdamPackedGpu; or both in one workgroup, firstLayerGradAdamGpu,
+   * see setFusedSteps). The K-space kernel's output is kept whole until finish(), which
+   * reads the step's objective and losses from it.
+   */
+  #fusedStep(up: tf.Tensor, at: number, B: number, P: number, opts: StepOptions) {
+    const params = this.#state.params, K = params.layers[0].out, S = this.#smallLen;
+    const offset = (name: string) => this.#offset.get(name)!;
+    const rowsAt = at + NUMBERS + 4 * B;
     const personal = params.priorLogPrecision !== undefined;
-    try {
-      tf.tidy(() => {
-        const z = projectPairsGpu(this.#store, up, rowsAt, P, this.#pmv, S, K);
-        const out = kspaceGpu(z, up, this.#pmv, {
-          k: K,
-          users: B,
-          pairs: P,
-          personal,
-          innerLr: opts.innerLr,
-          innerSteps: opts.innerSteps,
-          firstOrder: opts.firstOrder,
-          objective: opts.objective ?? "rpo",
-          rpoRho: opts.rpoRho,
-          rpoGamma: opts.rpoGamma,
-          thetaOffset: at("shared_weight"),
-          rhoOffset: personal ? at("prior_log_precision") : 0,
-          metaOffset: NUMBERS,
-        });
-        const where = {
-          small: S,
-          width: K,
-          thetaAt: at("shared_weight"),
-          rhoAt: personal ? at("prior_log_precision") : -1,
-        };
-        if (oneGroupEnd && this.#n * P <= GRAD_ADAM_MAX_WORK) {
-          this.#pmv.assign(firstLayerGradAdamGpu(this.#store, up, rowsAt, P, out, this.#pmv, where));
-        } else {
-          const g = firstLayerGradGpu(this.#store, up, rowsAt, P, out, where);
-          this.#pmv.assign(clipAdamPackedGpu(this.#pmv, g, up));
-        }
-        this.#stats.push({ out: tf.keep(out), at: P * K + 2 * K, users: B });
+    tf.tidy(() => {
+      const z = projectPairsGpu(this.#store, up, rowsAt, P, this.#pmv, S, K);
+      const out = kspaceGpu(z, up, this.#pmv, {
+        k: K,
+        users: B,
+        pairs: P,
+        personal,
+        innerLr: opts.innerLr,
+        innerSteps: opts.innerSteps,
+        firstOrder: opts.firstOrder,
+        objective: opts.objective ?? "rpo",
+        rpoRho: opts.rpoRho,
+        rpoGamma: opts.rpoGamma,
+        thetaOffset: offset("shared_weight"),
+        rhoOffset: personal ? offset("prior_log_precision") : 0,
+        metaOffset: at + NUMBERS,
       });
-    } finally {
-      up.dispose();
-    }
+      const where = {
+        small: S,
+        width: K,
+        thetaAt: offset("shared_weight"),
+        rhoAt: personal ? offset("prior_log_precision") : -1,
+      };
+      if (oneGroupEnd && this.#n * P <= GRAD_ADAM_MAX_WORK) {
+        this.#pmv.assign(firstLayerGradAdamGpu(this.#store, up, rowsAt, P, out, this.#pmv, { ...where, numAt: at }));
+      } else {
+        const g = firstLayerGradGpu(this.#store, up, rowsAt, P, out, where);
+        this.#pmv.assign(clipAdamPackedGpu(this.#pmv, g, up, at));
+      }
+      this.#stats.push({ out: tf.keep(out), at: P * K + 2 * K, users: B });
+    });
   }
 
   /**
@@ -406,6 +460,8 @@ export class DeviceTraining {
   /** Frees the GPU copies without reading them back. */
   dispose(): void {
     [this.#pmv, this.#inputScale, ...this.#stats.map((s) => s.out)].forEach((t) => t.dispose());
+    this.#plan?.data.dispose();
+    this.#plan = undefined;
     this.#stats.length = 0;
   }
 }

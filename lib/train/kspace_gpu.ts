@@ -677,7 +677,7 @@ export function clipAdamGpu(pmv: tf.Tensor, g: tf.Tensor, numbers: tf.Tensor): t
 
 const CLIP_ADAM_ONE_GROUP = `
 var<workgroup> ss: array<f32, 256>;
-fn num(i: i32) -> f32 { return bitcast<f32>(Packed[i]); }
+fn num(i: i32) -> f32 { return bitcast<f32>(Packed[uniforms.numAt + i]); }
 // one workgroup: the gradient's sum of squares first, then Adam on every element
 fn main(index: i32) {
   let t = i32(localId.x);
@@ -709,7 +709,7 @@ class ClipAdamPackedProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number] = [1, 1, 1];
   variableNames = ["PMV", "G", "Packed"];
-  uniforms = "n : i32,";
+  uniforms = "n : i32, numAt : i32,";
   workgroupSize: [number, number, number] = [256, 1, 1];
   size = false;
   constructor(n: number) {
@@ -725,10 +725,10 @@ export const CLIP_ADAM_PACKED_MAX = 2 ** 20;
 
 /**
  * clipAdamGpu as one kernel of one workgroup, which also sums the gradient's squares, with
- * the step's numbers (in clipAdamGpu's order) as float32 bits at the head of the int32
+ * the step's numbers (in clipAdamGpu's order) as float32 bits at `numAt` in the int32
  * tensor `packed`. For up to CLIP_ADAM_PACKED_MAX parameters.
  */
-export function clipAdamPackedGpu(pmv: tf.Tensor, g: tf.Tensor, packed: tf.Tensor): tf.Tensor1D {
+export function clipAdamPackedGpu(pmv: tf.Tensor, g: tf.Tensor, packed: tf.Tensor, numAt = 0): tf.Tensor1D {
   const n = g.size;
   if (pmv.size !== 3 * n || n > CLIP_ADAM_PACKED_MAX) {
     throw new RangeError(`clipAdamPackedGpu: ${pmv.size} values for ${n} parameters`);
@@ -737,6 +737,7 @@ export function clipAdamPackedGpu(pmv: tf.Tensor, g: tf.Tensor, packed: tf.Tenso
   const backend = tf.backend() as any;
   const info = backend.runWebGPUProgram(new ClipAdamPackedProgram(n), [pmv, g, packed], "float32", [
     { type: "int32", data: [n] },
+    { type: "int32", data: [numAt] },
   ]);
   return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
 }

@@ -96,16 +96,26 @@ export async function trainEpoch(
     await warnUnverified(store);
   }
   const device = store ? new DeviceTraining(state, store) : undefined;
-  try {
-    for (let i = 0; i < order.length; i += c.tasksPerBatch) {
-      const batch: StepTask[] = order.slice(i, i + c.tasksPerBatch).map((u) => {
+  // the epoch's steps: users, support/query draws and step sizes
+  const batches: StepTask[][] = [], lrs: number[] = [];
+  for (let i = 0; i < order.length; i += c.tasksPerBatch) {
+    batches.push(
+      order.slice(i, i + c.tasksPerBatch).map((u) => {
         const t = tr.seen[u];
         const sq = supportQuery(t.entries, t.train, { seed: c.seed, userIndex: t.index, epoch, valRatio: c.valRatio });
         return { rows: tr.rows[u], ...sq };
-      });
-      lr = c.metaLr * lrFactor(state.step, total, warm);
+      }),
+    );
+    lrs.push(c.metaLr * lrFactor(state.step + lrs.length, total, warm));
+  }
+  try {
+    // on the GPU, where every step is fused, all steps' data go up at once
+    const planned = device?.planEpoch(batches, lrs, c.clipNorm) ?? false;
+    for (const [k, batch] of batches.entries()) {
+      lr = lrs[k];
       let res: { objective: number; losses: number[] } | undefined;
-      if (device?.fusable(batch)) {
+      if (planned) device!.stepPlanned(k, opts);
+      else if (device?.fusable(batch)) {
         // nothing comes back per step: the objective and losses arrive with finish()
         device.stepOnGpu(batch, opts, lr, c.clipNorm);
       } else if (device) {
