@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { initBackend } from "../../lib/backend.ts";
+import {
+  releaseResidentRows,
+  residentRows,
+  setResidentChunkBytes,
+  setUploadMode,
+  uploadInt32,
+} from "../../lib/model/project.ts";
+import { projectPairsGpu, verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
+
+Deno.test("webgpu: the store goes up by queue.writeBuffer into chunks holding exactly its rows; small int32 uploads by either path", async () => {
+  await initBackend("webgpu");
+  try {
+    const dim = 24, rows = 37;
+    const x = Float32Array.from({ length: rows * dim }, (_, i) => Math.sin(i) * 3);
+    for (const cap of [undefined, 5 * dim * 4]) {
+      setResidentChunkBytes(cap);
+      const store = residentRows(x, dim)!;
+      await store.ready;
+      assert.equal(store.chunks.length, cap ? Math.ceil(rows / 5) : 1);
+      const back = await tf.concat(store.chunks, 0).data();
+      assert.deepEqual(Array.from(back), Array.from(x));
+      // the pair kernel reads every chunk as tfjs's gather does
+      assert.equal(await verifyPairsGpu(store), undefined);
+      // and gives 0.01 W1 (x_c - x_r) for pairs across chunks
+      const w = Float32Array.from({ length: 2 * dim }, (_, i) => (i % 5) - 2);
+      const pairs = [[0, 36], [12, 3], [35, 20]];
+      const packed = tf.tensor1d(Int32Array.from([...pairs.map((p) => p[0]), ...pairs.map((p) => p[1])]), "int32");
+      const yd = await projectPairsGpu(store, packed, 0, 3, tf.tensor1d(w), 0, 2).data();
+      pairs.forEach(([c, r], p) => {
+        for (let j = 0; j < 2; j++) {
+          let want = 0;
+          for (let h = 0; h < dim; h++) want += w[j * dim + h] * (x[c * dim + h] - x[r * dim + h]);
+          assert.ok(Math.abs(yd[p * 2 + j] - 0.01 * want) < 1e-5, `pair ${p}, output ${j}`);
+        }
+      });
+      releaseResidentRows();
+    }
+    const ints = Int32Array.from({ length: 1500 }, (_, i) => i * 7 - 3000);
+    for (const mode of ["tfjs", "write"] as const) {
+      const was = setUploadMode(mode);
+      const t = uploadInt32(ints);
+      assert.deepEqual(Array.from(await t.data()), Array.from(ints), mode);
+      t.dispose();
+      setUploadMode(was);
+    }
+  } finally {
+    setResidentChunkBytes(undefined);
+    releaseResidentRows();
+    await initBackend("wasm");
+  }
+});
