@@ -188,7 +188,48 @@ export function projectPairsGpu(
   return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor2D;
 }
 
-/** The flat gradient of a one-layer model: one thread per parameter. */
+/**
+ * WGSL for a kernel of one workgroup of 256 threads that defines `fn grad(i: i32) -> f32`
+ * (parameter i's gradient) and binds PMV ([parameters, m, v], 3n) and Packed (the step's
+ * numbers as float32 bits at uniforms.numAt): the gradient's sum of squares, the
+ * global-norm clip, and Adam (clipAdamGpu's arithmetic) into result (3n). The gradient
+ * is parked where the first moment goes; each thread reads back only what it wrote.
+ */
+export const ONE_GROUP_CLIP_ADAM = `
+var<workgroup> ss: array<f32, 256>;
+fn num(i: i32) -> f32 { return bitcast<f32>(Packed[uniforms.numAt + i]); }
+
+fn main(index: i32) {
+  let t = i32(localId.x);
+  let n = uniforms.n;
+  var s = 0.0;
+  for (var i = t; i < n; i += 256) {
+    let g = grad(i);
+    result[n + i] = g;
+    s += g * g;
+  }
+  ss[t] = s;
+  workgroupBarrier();
+  for (var w = 128; w > 0; w = w >> 1) {
+    if (t < w) { ss[t] += ss[t + w]; }
+    workgroupBarrier();
+  }
+  let scale = min(num(8), num(2) / (sqrt(ss[0]) + num(9)));
+  for (var i = t; i < n; i += 256) {
+    let g = result[n + i] * scale;
+    let m = PMV[n + i] * num(3) + g * num(4);
+    let v = PMV[2 * n + i] * num(5) + g * g * num(6);
+    result[i] = PMV[i] - (m * num(0)) / (sqrt(v) * num(1) + num(7));
+    result[n + i] = m;
+    result[2 * n + i] = v;
+  }
+}
+`;
+
+/**
+ * The flat gradient of a one-layer model: one thread per parameter over as many
+ * workgroups as it takes, or (withAdam) one workgroup that also clips and applies Adam.
+ */
 class FirstLayerGradProgram {
   outputShape: number[];
   shaderKey: string;
@@ -196,105 +237,22 @@ class FirstLayerGradProgram {
   dispatch: [number, number, number];
   variableNames: string[];
   uniforms =
-    "rowsPerChunk : i32, dim : i32, pairs : i32, rowsAt : i32, small : i32, width : i32, thetaAt : i32, rhoAt : i32, k : i32, total : i32, scale : f32,";
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = false;
-  constructor(readonly chunks: number, total: number) {
-    this.outputShape = [total];
-    this.shaderKey = `mrmFirstLayerGrad_${chunks}`;
-    this.variableNames = [...chunkNames(chunks), "Packed", "Dz"];
-    const groups = Math.ceil(total / 64);
-    this.dispatch = [Math.min(groups, 65535), Math.ceil(groups / 65535), 1];
-  }
-  getUserCode(): string {
-    return `
-${rowReader(this.chunks)}
-fn main(index: i32) {
-  let i = index;
-  if (i >= uniforms.total) { return; }
-  let P = uniforms.pairs;
-  let K = uniforms.k;
-  if (i < uniforms.small) {
-    // shared_weight's and the prior's gradients from the K-space kernel (after dz); biases: 0
-    var g = 0.0;
-    if (i >= uniforms.thetaAt && i < uniforms.thetaAt + K) { g = Dz[P * K + i - uniforms.thetaAt]; }
-    if (uniforms.rhoAt >= 0 && i >= uniforms.rhoAt && i < uniforms.rhoAt + K) { g = Dz[P * K + K + i - uniforms.rhoAt]; }
-    result[i] = g;
-    return;
-  }
-  let e = i - uniforms.small;
-  let j = e / uniforms.dim;
-  let h = u32(e - j * uniforms.dim);
-  var g = 0.0;
-  for (var p = 0; p < P; p++) {
-    let d = xAt(u32(Packed[uniforms.rowsAt + p]), h) - xAt(u32(Packed[uniforms.rowsAt + P + p]), h);
-    g += Dz[p * uniforms.width + j] * d;
-  }
-  result[i] = uniforms.scale * g;
-}
-`;
-  }
-}
-
-/**
- * The flat gradient of a one-layer model, laid out as [small arrays (`small` values),
- * W1 (width x H)]: `out` is the K-space kernel's output (dz for each pair, pairs x K,
- * then dTheta and dRho); the rows are as in projectPairsGpu. `thetaAt` / `rhoAt` are
- * where shared_weight and prior_log_precision sit among the small arrays (rhoAt -1: none);
- * every other small value (biases, which cancel in chosen - rejected) gets 0.
- */
-export function firstLayerGradGpu(
-  store: ResidentStore,
-  packed: tf.Tensor,
-  rowsAt: number,
-  pairs: number,
-  out: tf.Tensor,
-  o: { small: number; width: number; thetaAt: number; rhoAt: number },
-): tf.Tensor1D {
-  if (!withinLimits(store, o.width)) throw new RangeError(`firstLayerGradGpu: ${store.chunks.length} chunks`);
-  const total = o.small + o.width * store.dim;
-  const program = new FirstLayerGradProgram(store.chunks.length, total);
-  // deno-lint-ignore no-explicit-any
-  const backend = tf.backend() as any;
-  const info = backend.runWebGPUProgram(program, [...store.chunks, packed, out], "float32", [
-    { type: "int32", data: [store.rowsPerChunk] },
-    { type: "int32", data: [store.dim] },
-    { type: "int32", data: [pairs] },
-    { type: "int32", data: [rowsAt] },
-    { type: "int32", data: [o.small] },
-    { type: "int32", data: [o.width] },
-    { type: "int32", data: [o.thetaAt] },
-    { type: "int32", data: [o.rhoAt] },
-    { type: "int32", data: [o.width] },
-    { type: "int32", data: [total] },
-    { type: "float32", data: [INPUT_SCALE] },
-  ]);
-  return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
-}
-
-/** The flat gradient and the clip and Adam in one workgroup (see firstLayerGradAdamGpu). */
-class FirstLayerGradAdamProgram {
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout = { x: [0] };
-  dispatch: [number, number, number] = [1, 1, 1];
-  variableNames: string[];
-  uniforms =
     "rowsPerChunk : i32, dim : i32, pairs : i32, rowsAt : i32, small : i32, width : i32, thetaAt : i32, rhoAt : i32, n : i32, numAt : i32, scale : f32,";
-  workgroupSize: [number, number, number] = [256, 1, 1];
+  workgroupSize: [number, number, number];
   size = false;
-  constructor(readonly chunks: number, n: number) {
-    this.outputShape = [3 * n];
-    this.shaderKey = `mrmFirstLayerGradAdam_${chunks}`;
-    this.variableNames = [...chunkNames(chunks), "Packed", "Dz", "PMV"];
+  constructor(readonly chunks: number, n: number, readonly withAdam: boolean) {
+    this.outputShape = [withAdam ? 3 * n : n];
+    this.shaderKey = `mrmFirstLayerGrad_${chunks}_${withAdam}`;
+    this.variableNames = [...chunkNames(chunks), "Packed", "Dz", ...(withAdam ? ["PMV"] : [])];
+    this.workgroupSize = [withAdam ? 256 : 64, 1, 1];
+    const groups = Math.ceil(n / 64);
+    this.dispatch = withAdam ? [1, 1, 1] : [Math.min(groups, 65535), Math.ceil(groups / 65535), 1];
   }
   getUserCode(): string {
     return `
-var<workgroup> ss: array<f32, 256>;
 ${rowReader(this.chunks)}
-fn num(i: i32) -> f32 { return bitcast<f32>(Packed[uniforms.numAt + i]); }
-
-// parameter i's gradient (as FirstLayerGradProgram)
+// parameter i's gradient: shared_weight's and the prior's from the K-space kernel (after
+// dz), 0 for biases; W1's from the pairs' rows and dz
 fn grad(i: i32) -> f32 {
   let P = uniforms.pairs;
   let K = uniforms.width;
@@ -313,65 +271,47 @@ fn grad(i: i32) -> f32 {
   }
   return uniforms.scale * g;
 }
-
+${
+      this.withAdam ? ONE_GROUP_CLIP_ADAM : `
 fn main(index: i32) {
-  let t = i32(localId.x);
-  let n = uniforms.n;
-  // the gradient, parked where the first moment goes, and its sum of squares
-  var s = 0.0;
-  for (var i = t; i < n; i += 256) {
-    let g = grad(i);
-    result[n + i] = g;
-    s += g * g;
-  }
-  ss[t] = s;
-  workgroupBarrier();
-  for (var w = 128; w > 0; w = w >> 1) {
-    if (t < w) { ss[t] += ss[t + w]; }
-    workgroupBarrier();
-  }
-  // the clip and Adam (clipAdamGpu's arithmetic); each thread reads back only what it wrote
-  let scale = min(num(8), num(2) / (sqrt(ss[0]) + num(9)));
-  for (var i = t; i < n; i += 256) {
-    let g = result[n + i] * scale;
-    let m = PMV[n + i] * num(3) + g * num(4);
-    let v = PMV[2 * n + i] * num(5) + g * g * num(6);
-    result[i] = PMV[i] - (m * num(0)) / (sqrt(v) * num(1) + num(7));
-    result[n + i] = m;
-    result[2 * n + i] = v;
-  }
+  if (index < uniforms.n) { result[index] = grad(index); }
 }
-`;
+`
+    }`;
   }
 }
 
-/**
- * A step's end for a one-layer model in one kernel of one workgroup: the flat gradient
- * (as firstLayerGradGpu), then the global-norm clip and Adam on `pmv` = [parameters,
- * first moments, second moments] (as clipAdamGpu), with the step's numbers as float32
- * bits at the head of `packed`. Returns the new [parameters, moments]. One workgroup walks
- * every parameter once per pair (numbers at `o.numAt`, 0 by default); worth it while that is small next to a dispatch's host
- * cost (the caller decides, see GRAD_ADAM_MAX_WORK).
- */
-export function firstLayerGradAdamGpu(
+/** Where the small arrays' gradients come from and go (see firstLayerGradGpu). */
+export interface GradLayout {
+  /** values in the small arrays, which come first in the flat gradient */
+  small: number;
+  /** the first layer's width (K) */
+  width: number;
+  /** where shared_weight sits among the small arrays */
+  thetaAt: number;
+  /** where prior_log_precision sits (-1: none) */
+  rhoAt: number;
+}
+
+function runGrad(
   store: ResidentStore,
   packed: tf.Tensor,
   rowsAt: number,
   pairs: number,
   dz: tf.Tensor,
-  pmv: tf.Tensor,
-  o: { small: number; width: number; thetaAt: number; rhoAt: number; numAt?: number },
+  o: GradLayout,
+  adam?: { pmv: tf.Tensor; numAt: number },
 ): tf.Tensor1D {
-  if (!withinLimits(store, o.width)) {
-    throw new RangeError(`firstLayerGradAdamGpu: ${store.chunks.length} chunks`);
-  }
+  if (!withinLimits(store, o.width)) throw new RangeError(`first-layer gradient: ${store.chunks.length} chunks`);
   const n = o.small + o.width * store.dim;
-  if (pmv.size !== 3 * n) throw new RangeError(`firstLayerGradAdamGpu: ${pmv.size} values for ${n} parameters`);
+  if (adam && adam.pmv.size !== 3 * n) {
+    throw new RangeError(`firstLayerGradAdamGpu: ${adam.pmv.size} values for ${n} parameters`);
+  }
   // deno-lint-ignore no-explicit-any
   const backend = tf.backend() as any;
   const info = backend.runWebGPUProgram(
-    new FirstLayerGradAdamProgram(store.chunks.length, n),
-    [...store.chunks, packed, dz, pmv],
+    new FirstLayerGradProgram(store.chunks.length, n, adam !== undefined),
+    [...store.chunks, packed, dz, ...(adam ? [adam.pmv] : [])],
     "float32",
     [
       { type: "int32", data: [store.rowsPerChunk] },
@@ -383,11 +323,49 @@ export function firstLayerGradAdamGpu(
       { type: "int32", data: [o.thetaAt] },
       { type: "int32", data: [o.rhoAt] },
       { type: "int32", data: [n] },
-      { type: "int32", data: [o.numAt ?? 0] },
+      { type: "int32", data: [adam?.numAt ?? 0] },
       { type: "float32", data: [INPUT_SCALE] },
     ],
   );
   return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
+}
+
+/**
+ * The flat gradient of a one-layer model, laid out as [small arrays (`small` values),
+ * W1 (width x H)]: `dz` is the K-space kernel's output (dz for each pair, pairs x K,
+ * then dTheta and dRho); the rows are as in projectPairsGpu. Every small value other
+ * than shared_weight's and prior_log_precision's (biases, which cancel in chosen -
+ * rejected) gets 0.
+ */
+export function firstLayerGradGpu(
+  store: ResidentStore,
+  packed: tf.Tensor,
+  rowsAt: number,
+  pairs: number,
+  dz: tf.Tensor,
+  o: GradLayout,
+): tf.Tensor1D {
+  return runGrad(store, packed, rowsAt, pairs, dz, o);
+}
+
+/**
+ * A step's end for a one-layer model in one kernel of one workgroup: the flat gradient
+ * (as firstLayerGradGpu), then the global-norm clip and Adam on `pmv` = [parameters,
+ * first moments, second moments] (as clipAdamGpu), with the step's numbers as float32
+ * bits at `numAt` in `packed`. Returns the new [parameters, moments]. One workgroup walks
+ * every parameter once per pair; worth it while that is small next to a dispatch's host
+ * cost (the caller decides, see GRAD_ADAM_MAX_WORK).
+ */
+export function firstLayerGradAdamGpu(
+  store: ResidentStore,
+  packed: tf.Tensor,
+  rowsAt: number,
+  pairs: number,
+  dz: tf.Tensor,
+  pmv: tf.Tensor,
+  o: GradLayout & { numAt?: number },
+): tf.Tensor1D {
+  return runGrad(store, packed, rowsAt, pairs, dz, o, { pmv, numAt: o.numAt ?? 0 });
 }
 
 /**

@@ -24,7 +24,14 @@ import {
 } from "../model/pairs_gpu.ts";
 import type { TrainState } from "./meta.ts";
 import { batchIndices, batchLayout, kspaceStep, type StepOptions, type StepTask } from "./step.ts";
-import { CLIP_ADAM_PACKED_MAX, clipAdamGpu, clipAdamPackedGpu, KSPACE_GPU_LIMITS, kspaceGpu } from "./kspace_gpu.ts";
+import {
+  CLIP_ADAM_PACKED_MAX,
+  clipAdamGpu,
+  clipAdamPackedGpu,
+  KSPACE_GPU_LIMITS,
+  kspaceGpu,
+  type KspaceGpuOptions,
+} from "./kspace_gpu.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 /** The numbers at the head of a step's upload (see step()). */
@@ -204,21 +211,7 @@ export class DeviceTraining {
         let head: tf.Tensor2D | undefined;
         for (let i = 1; i < layers.length; i++) head = head ? tf.matMul(weight(i), head) : weight(i);
         const z = head ? tf.matMul(yd, head, false, true) : yd;
-        const personal = params.priorLogPrecision !== undefined;
-        const out = kspaceGpu(z, tf.tensor1d(meta, "int32"), this.#pmv, {
-          k: K,
-          users: B,
-          pairs: P,
-          personal,
-          innerLr: opts.innerLr,
-          innerSteps: opts.innerSteps,
-          firstOrder: opts.firstOrder,
-          objective: opts.objective ?? "rpo",
-          rpoRho: opts.rpoRho,
-          rpoGamma: opts.rpoGamma,
-          thetaOffset: at("shared_weight"),
-          rhoOffset: personal ? at("prior_log_precision") : 0,
-        });
+        const out = kspaceGpu(z, tf.tensor1d(meta, "int32"), this.#pmv, this.#kspaceOptions(B, P, opts));
         const dz = tf.reshape(tf.slice(out, [0], [P * K]), [P, K]) as tf.Tensor2D;
         // dL/dB = dz^T yd, dL/dyd = dz B, dL/dW1 = scale (dL/dyd)^T xd
         const ybar = head ? tf.matMul(dz, head) : dz;
@@ -254,6 +247,26 @@ export class DeviceTraining {
     const layers = this.#state.params.layers;
     return fuseSteps && layers.length === 1 && pairsGpuFits(this.#store, layers[0].out) &&
       this.#n <= CLIP_ADAM_PACKED_MAX;
+  }
+
+  /** The K-space kernel's settings for a step of B users and P pairs (ranges at metaOffset). */
+  #kspaceOptions(B: number, P: number, opts: StepOptions, metaOffset = 0): KspaceGpuOptions {
+    const personal = this.#state.params.priorLogPrecision !== undefined;
+    return {
+      k: this.#state.params.layers.at(-1)!.out,
+      users: B,
+      pairs: P,
+      personal,
+      innerLr: opts.innerLr,
+      innerSteps: opts.innerSteps,
+      firstOrder: opts.firstOrder,
+      objective: opts.objective ?? "rpo",
+      rpoRho: opts.rpoRho,
+      rpoGamma: opts.rpoGamma,
+      thetaOffset: this.#offset.get("shared_weight")!,
+      rhoOffset: personal ? this.#offset.get("prior_log_precision")! : 0,
+      metaOffset,
+    };
   }
 
   /**
@@ -313,21 +326,7 @@ export class DeviceTraining {
     const personal = params.priorLogPrecision !== undefined;
     tf.tidy(() => {
       const z = projectPairsGpu(this.#store, up, rowsAt, P, this.#pmv, S, K);
-      const out = kspaceGpu(z, up, this.#pmv, {
-        k: K,
-        users: B,
-        pairs: P,
-        personal,
-        innerLr: opts.innerLr,
-        innerSteps: opts.innerSteps,
-        firstOrder: opts.firstOrder,
-        objective: opts.objective ?? "rpo",
-        rpoRho: opts.rpoRho,
-        rpoGamma: opts.rpoGamma,
-        thetaOffset: offset("shared_weight"),
-        rhoOffset: personal ? offset("prior_log_precision") : 0,
-        metaOffset: at + NUMBERS,
-      });
+      const out = kspaceGpu(z, up, this.#pmv, this.#kspaceOptions(B, P, opts, at + NUMBERS));
       const where = {
         small: S,
         width: K,

@@ -17,7 +17,7 @@
  *   40 iterations) instead of at 1e-10.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { firstLayerGradAdamGpu, firstLayerGradGpu, projectPairsGpu } from "../model/pairs_gpu.ts";
+import { firstLayerGradAdamGpu, firstLayerGradGpu, ONE_GROUP_CLIP_ADAM, projectPairsGpu } from "../model/pairs_gpu.ts";
 
 /** The most users per step the kernel takes (one workgroup; the host path runs larger steps). */
 export const KSPACE_GPU_LIMITS = { users: 64 } as const;
@@ -675,33 +675,6 @@ export function clipAdamGpu(pmv: tf.Tensor, g: tf.Tensor, numbers: tf.Tensor): t
   });
 }
 
-const CLIP_ADAM_ONE_GROUP = `
-var<workgroup> ss: array<f32, 256>;
-fn num(i: i32) -> f32 { return bitcast<f32>(Packed[uniforms.numAt + i]); }
-// one workgroup: the gradient's sum of squares first, then Adam on every element
-fn main(index: i32) {
-  let t = i32(localId.x);
-  let n = uniforms.n;
-  var s = 0.0;
-  for (var i = t; i < n; i += 256) { s += G[i] * G[i]; }
-  ss[t] = s;
-  workgroupBarrier();
-  for (var w = 128; w > 0; w = w >> 1) {
-    if (t < w) { ss[t] += ss[t + w]; }
-    workgroupBarrier();
-  }
-  let scale = min(num(8), num(2) / (sqrt(ss[0]) + num(9)));
-  for (var i = t; i < n; i += 256) {
-    let g = G[i] * scale;
-    let m = PMV[n + i] * num(3) + g * num(4);
-    let v = PMV[2 * n + i] * num(5) + g * g * num(6);
-    result[i] = PMV[i] - (m * num(0)) / (sqrt(v) * num(1) + num(7));
-    result[n + i] = m;
-    result[2 * n + i] = v;
-  }
-}
-`;
-
 /** The clip and Adam in one workgroup, the step's numbers read from the packed int32 upload. */
 class ClipAdamPackedProgram {
   outputShape: number[];
@@ -716,7 +689,7 @@ class ClipAdamPackedProgram {
     this.outputShape = [3 * n];
   }
   getUserCode(): string {
-    return CLIP_ADAM_ONE_GROUP;
+    return `fn grad(i: i32) -> f32 { return G[i]; }\n${ONE_GROUP_CLIP_ADAM}`;
   }
 }
 
