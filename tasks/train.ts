@@ -59,7 +59,7 @@ ${configHelp(config)}`);
   }
   const backendFlag = v.backend === undefined ? "auto" : String(v.backend);
   if (!["auto", "cpu", "wasm", "webgpu"].includes(backendFlag)) {
-    throw new ConfigError(`--backend must be cpu, wasm or webgpu, got '${backendFlag}'`);
+    throw new ConfigError(`--backend must be auto, cpu, wasm or webgpu, got '${backendFlag}'`);
   }
 
   let resumeDir: string | undefined;
