@@ -168,7 +168,7 @@ for (const [si, users] of sizes.entries()) {
         console.log(`${backend}: unavailable (${(e as Error).message})`);
         continue;
       }
-      setUploadMode(variant === "webgpu:write-upload" ? "write" : "tfjs");
+      setUploadMode(variant === "webgpu:write-upload" ? "write" : "auto");
       setFusedSteps(
         variant !== "webgpu:general",
         variant === "webgpu:one-group-end",
@@ -270,7 +270,7 @@ for (const [si, users] of sizes.entries()) {
   }
   releaseResidentRows();
 }
-setUploadMode("tfjs");
+setUploadMode("auto");
 setFusedSteps(true);
 
 // host time of the pieces a webgpu step is made of, 500 each, not waited on (one readback
@@ -292,7 +292,7 @@ try {
     costs[`${mode}+wait`] = (performance.now() - t) / 500;
     tf.dispose(kept);
   }
-  setUploadMode("tfjs");
+  setUploadMode("auto");
   console.log(`host ms per piece: ${JSON.stringify(costs)} (upload = one upload + one add; op = one add)`);
   report.push({ hostMsPerPiece: costs });
   save();

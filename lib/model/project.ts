@@ -146,16 +146,17 @@ export function residentRows(embeddings: Float32Array, dim: number): ResidentSto
 }
 
 /**
- * How small per-step tensors go up on webgpu: "tfjs" (tfjs's own path, a buffer mapped
- * at creation and filled through getMappedRange) or "write" (queue.writeBuffer into a
- * new buffer, copied into a tfjs tensor on the GPU). Both give the same tensor; which is
- * cheaper in host time is a property of the WebGPU implementation (bench/gpu_check.ts
- * times both).
+ * How int32 data for the kernels (a step's or an epoch's rows and ranges, an evaluation's
+ * pairs) go up on webgpu: "tfjs" (tfjs's own path, a buffer mapped at creation and filled
+ * through getMappedRange), "write" (queue.writeBuffer into a new buffer, copied into a
+ * tfjs tensor on the GPU), or "auto": tfjs's path below WRITE_FROM values, writeBuffer
+ * from there. Measured on an H200 (bench/gpu_check.ts): a PRISM-size epoch's 250 small
+ * per-step uploads took 0.03 s longer through writeBuffer, and an evaluation's one upload
+ * of 60,000 values 9 ms less.
  */
-export type UploadMode = "tfjs" | "write";
-// measured on an H200 (bench/gpu_check.ts, host time of one 1200-value upload): tfjs's
-// path 0.21 ms, writeBuffer and a GPU copy 0.41 ms
-let uploadMode: UploadMode = "tfjs";
+export type UploadMode = "tfjs" | "write" | "auto";
+let uploadMode: UploadMode = "auto";
+const WRITE_FROM = 16384;
 
 /** Sets how uploadInt32 sends values (see UploadMode); returns the previous mode. */
 export function setUploadMode(mode: UploadMode): UploadMode {
@@ -166,7 +167,8 @@ export function setUploadMode(mode: UploadMode): UploadMode {
 
 /** An int32 tensor of `values`, sent to the GPU as the upload mode says (webgpu only). */
 export function uploadInt32(values: Int32Array): tf.Tensor1D {
-  if (uploadMode === "tfjs" || tf.getBackend() !== "webgpu") return tf.tensor1d(values, "int32");
+  const write = uploadMode === "write" || (uploadMode === "auto" && values.length >= WRITE_FROM);
+  if (!write || tf.getBackend() !== "webgpu") return tf.tensor1d(values, "int32");
   // deno-lint-ignore no-explicit-any
   const device = (tf.backend() as any).device as GPUDevice;
   const buffer = device.createBuffer({

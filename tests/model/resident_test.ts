@@ -38,13 +38,16 @@ Deno.test("webgpu: the store goes up by queue.writeBuffer into chunks holding ex
       });
       releaseResidentRows();
     }
-    const ints = Int32Array.from({ length: 1500 }, (_, i) => i * 7 - 3000);
-    for (const mode of ["tfjs", "write"] as const) {
-      const was = setUploadMode(mode);
-      const t = uploadInt32(ints);
-      assert.deepEqual(Array.from(await t.data()), Array.from(ints), mode);
-      t.dispose();
-      setUploadMode(was);
+    // both paths, and "auto" on either side of its switch
+    for (const length of [1500, 20000]) {
+      const ints = Int32Array.from({ length }, (_, i) => i * 7 - 3000);
+      for (const mode of ["tfjs", "write", "auto"] as const) {
+        const was = setUploadMode(mode);
+        const t = uploadInt32(ints);
+        assert.deepEqual(Array.from(await t.data()), Array.from(ints), `${mode}, ${length} values`);
+        t.dispose();
+        setUploadMode(was);
+      }
     }
   } finally {
     setResidentChunkBytes(undefined);
