@@ -7,7 +7,7 @@ import { adaptWeights, marginAccuracy } from "../model/adapt.ts";
 import { softmax } from "../model/kspace.ts";
 import { headMatrix } from "../model/head.ts";
 import { type MrmParams, numBases } from "../model/params.ts";
-import { projectAll, residentRows } from "../model/project.ts";
+import { projectAll, residentStore } from "../model/project.ts";
 import { rightCountsOnGpu } from "./gpu.ts";
 import { pairFeatures, type UserTask } from "../data/tasks.ts";
 
@@ -102,9 +102,8 @@ export async function evaluate(
   tasks: UserTask[],
   opts: EvalOptions,
 ): Promise<EvalResult> {
-  const store = residentRows(embeddings, params.dim);
+  const store = await residentStore(embeddings, params.dim);
   if (store) {
-    await store.ready;
     const trains = tasks.map((t) => opts.shots === undefined ? t.train : t.train.slice(0, opts.shots));
     const right = await rightCountsOnGpu(params, store, tasks, trains, opts);
     return summarize(tasks.map((t, u) => {

@@ -134,8 +134,7 @@ export function residentRows(embeddings: Float32Array, dim: number): ResidentSto
     const error = memory ?? validation;
     if (error) {
       throw new Error(
-        `the embedding store (${rows} rows x H=${dim}, ${gib} GiB) could not be kept on the GPU: ${error.message}; ` +
-          `use --backend wasm`,
+        `the embedding store (${rows} rows x H=${dim}, ${gib} GiB) could not be kept on the GPU: ${error.message}`,
       );
     }
   });
@@ -180,6 +179,32 @@ export function uploadInt32(values: Int32Array): tf.Tensor1D {
   const t = tf.tensor({ buffer }, [values.length], "int32") as tf.Tensor1D;
   buffer.destroy();
   return t;
+}
+
+const refused = new WeakSet<Float32Array>();
+
+/**
+ * The store kept on the GPU once its upload is known to have worked (residentRows, then
+ * its `ready`), or undefined: not webgpu, or the GPU refused the store (out of memory).
+ * After a refusal, said once on stderr, the store is not tried again and the callers'
+ * non-resident paths upload each step's rows as the step runs: much slower, but it
+ * trains a store larger than GPU memory.
+ */
+export async function residentStore(embeddings: Float32Array, dim: number): Promise<ResidentStore | undefined> {
+  if (refused.has(embeddings)) return undefined;
+  const store = residentRows(embeddings, dim);
+  if (!store) return undefined;
+  try {
+    await store.ready;
+    return store;
+  } catch (e) {
+    releaseResidentRows();
+    refused.add(embeddings);
+    console.error(
+      `webgpu: ${(e as Error).message}; each step uploads its rows instead (much slower; --backend wasm may be faster)`,
+    );
+    return undefined;
+  }
 }
 
 /** Frees the GPU copy of the store (runs call it when they end). */
@@ -278,9 +303,8 @@ export async function projectAll(
   const n = embeddings.length / dim;
   const out = new Float32Array(n * layer.out);
   const w = firstLayerTensor(layer);
-  const store = residentRows(embeddings, dim);
+  const store = await residentStore(embeddings, dim);
   if (store) {
-    await store.ready;
     // the store is on the GPU: one product per chunk, joined there, one readback
     try {
       const y = tf.tidy(() => tf.concat2d(store.chunks.map((c) => tf.matMul(c, w)), 0));

@@ -7,7 +7,7 @@ import type { TrainConfig } from "../presets.ts";
 import { adamInit, type AdamState, adamUpdate, clipGlobalNorm } from "./adam.ts";
 import { lrFactor, warmupSteps } from "./schedule.ts";
 import { metaStep, stepScratch, type StepTask, type TaskRows, taskRows } from "./step.ts";
-import { residentRows } from "../model/project.ts";
+import { residentStore } from "../model/project.ts";
 import { DeviceTraining } from "./device.ts";
 import { kspaceGpuReady } from "./kspace_gpu.ts";
 import { warnUnverified } from "../model/pairs_gpu.ts";
@@ -90,9 +90,9 @@ export async function trainEpoch(
     objective: c.objective ?? "rpo",
   };
   // webgpu with the store resident: parameters and Adam stay on the GPU for the epoch
-  const store = residentRows(embeddings, state.params.dim);
+  const store = await residentStore(embeddings, state.params.dim);
   if (store) {
-    await Promise.all([store.ready, kspaceGpuReady()]);
+    await kspaceGpuReady();
     await warnUnverified(store);
   }
   const device = store ? new DeviceTraining(state, store) : undefined;

@@ -8,7 +8,7 @@ import { headGrads, headMatrix } from "../model/head.ts";
 import { taskGrad } from "../model/kspace.ts";
 import { INPUT_SCALE, isPersonal, type MrmParams, numBases, orderedArrays } from "../model/params.ts";
 import { personalGrad } from "../model/personal.ts";
-import { firstLayerTensor, residentRows, RowBlock } from "../model/project.ts";
+import { firstLayerTensor, residentStore, RowBlock } from "../model/project.ts";
 import { rpo } from "./rpo.ts";
 
 /** A user's train rows, and each entry's position among them (-1 if not a train entry). */
@@ -224,8 +224,7 @@ export async function metaStep(
 ): Promise<StepResult> {
   const H = params.dim, h1 = params.layers[0].out;
   // on webgpu the store stays on the GPU and the step's rows are gathered there by index
-  const store = residentRows(embeddings, H);
-  await store?.ready;
+  const store = await residentStore(embeddings, H);
   const { offsets, nRows } = gatherBatch(embeddings, H, batch.map((t) => t.rows), scratch, !store);
   const indices = store ? batchIndices(batch) : undefined;
   const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H, store && { store, indices: indices! });
