@@ -36,7 +36,7 @@ Deno.test("train: bad flags are refused naming the flag", async () => {
     [["--epochs", "2.5"], /--epochs expects an integer/],
     [["--hidden_layers", "2,x"], /--hidden_layers expects positive integers/],
     [["--val_ratio", "1.5"], /--val_ratio must be in \(0, 1\)/],
-    [["--backend", "tpu"], /--backend must be cpu, wasm or webgpu/],
+    [["--backend", "tpu"], /--backend must be auto, cpu, wasm or webgpu/],
     [["--nonsense", "1"], /unknown flag '--nonsense' \(see --help\)/],
     [["--inner-lr", "1"], /unknown flag '--inner-lr'; did you mean --inner_lr\?/],
   ];
