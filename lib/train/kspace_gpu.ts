@@ -1,15 +1,18 @@
 /**
- * The K-space part of a meta-training step as one WGSL kernel, run through
- * tfjs-backend-webgpu's custom-program route so it sits in tfjs's command stream
- * between the projection and the gradient products, with nothing read back.
+ * The K-space WGSL kernels, run through tfjs-backend-webgpu's custom-program route so they
+ * sit in tfjs's command stream with nothing read back:
+ * - kspaceGpu, a training step's K-space part: one workgroup, one thread per user of the
+ *   step. Each thread runs its user's inner loop (MRM: Adam steps on softmax weights,
+ *   differentiated through; mrm-p: the damped Newton MAP fit, differentiated implicitly),
+ *   then thread 0 turns the users' query losses into the objective's coefficients (RPO
+ *   or the mean), and every thread writes its pairs' dLoss/dz scaled by its coefficient;
+ * - kspaceEvalGpu, an evaluation: one thread per user, as many workgroups as it takes,
+ *   the same inner loop or MAP fit, then the pairs ranked right;
+ * - clipAdamGpu and clipAdamPackedGpu, the outer step's global-norm clip and Adam;
+ * - kspaceGpuReady, the once-per-process check of every kernel on known values.
  *
- * One workgroup, one thread per user of the step. Each thread runs its user's inner
- * loop (MRM: Adam steps on softmax weights, differentiated through; mrm-p: the damped
- * Newton MAP fit, differentiated implicitly), then thread 0 turns the users' query
- * losses into the objective's coefficients (RPO or the mean), and every thread writes
- * its pairs' dLoss/dz scaled by its coefficient. The arithmetic is the host's
- * (`lib/model/kspace.ts`, `lib/model/personal.ts`, `lib/train/rpo.ts`) in float32,
- * with two changes that float32 needs:
+ * The arithmetic is the host's (`lib/model/kspace.ts`, `lib/model/personal.ts`,
+ * `lib/train/rpo.ts`) in float32, with two changes that float32 needs:
  * - the first inner Adam step's derivative with respect to its gradient is the closed
  *   form -lr eps / (|g| + eps)^2; the host's two terms of size lr / |g| cancel to it,
  *   which float32 cannot resolve;
