@@ -1,5 +1,6 @@
 /** Shared test helpers: temp dirs and small stores made on the fly. */
-import { type StoreMeta, writeStore } from "../lib/store/store.ts";
+import { type EmbeddingStore, type StoreMeta, writeStore } from "../lib/store/store.ts";
+import { generateSynthetic } from "../lib/data/synthetic.ts";
 import type { UserTask } from "../lib/data/tasks.ts";
 import { type StepTask, taskRows } from "../lib/train/step.ts";
 
@@ -7,6 +8,12 @@ import { type StepTask, taskRows } from "../lib/train/step.ts";
 export async function tempDir(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "mrm-test-" });
   return { dir, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
+}
+
+/** An in-memory PRISM-like synthetic store (prefix "mem") of `users` users at width `dim`. */
+export function memStore(users: number, dim: number, seed: number): EmbeddingStore {
+  const g = generateSynthetic({ preset: "prism", users, dim, seed });
+  return { prefix: "mem", embeddings: g.embeddings, n: g.embeddings.length / dim, dim, meta: g.meta, info: {} };
 }
 
 /** Deterministic pseudo-random floats in [-1, 1). */

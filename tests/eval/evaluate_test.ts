@@ -55,16 +55,8 @@ Deno.test("all-users evaluation on webgpu (store kept on the GPU, whole or in ch
   );
   const { prepareTasks } = await import("../../lib/run/run.ts");
   const { preset } = await import("../../lib/presets.ts");
-  const { generateSynthetic } = await import("../../lib/data/synthetic.ts");
-  const g = generateSynthetic({ preset: "prism", users: 30, dim: 16, seed: 5 });
-  const store = {
-    prefix: "mem",
-    embeddings: g.embeddings,
-    n: g.embeddings.length / 16,
-    dim: 16,
-    meta: g.meta,
-    info: {},
-  };
+  const { memStore } = await import("../helpers.ts");
+  const store = memStore(30, 16, 5);
   const config = { ...preset("synthetic"), data: "mem" };
   const { seen, unseen } = prepareTasks(store, config);
   const params = initParams(16, { hiddenSizes: [3], seed: 2 });

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
-import { generateSynthetic } from "../../lib/data/synthetic.ts";
 import { type EvalOptions, type EvalResult, evaluate } from "../../lib/eval/evaluate.ts";
 import { initParams, type MrmParams } from "../../lib/model/params.ts";
 import { releaseResidentRows, residentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
@@ -10,19 +9,11 @@ import { preset, type TrainConfig } from "../../lib/presets.ts";
 import { prepareTasks } from "../../lib/run/run.ts";
 import { kspaceGpuReady } from "../../lib/train/kspace_gpu.ts";
 import { initPersonal } from "../../lib/train/personal_init.ts";
-import type { EmbeddingStore } from "../../lib/store/store.ts";
+import { memStore } from "../helpers.ts";
 
 // 150 users (three workgroups of the evaluation kernel), H = 16
 const dim = 16;
-const g = generateSynthetic({ preset: "prism", users: 150, dim, seed: 11 });
-const store: EmbeddingStore = {
-  prefix: "mem",
-  embeddings: g.embeddings,
-  n: g.embeddings.length / dim,
-  dim,
-  meta: g.meta,
-  info: {},
-};
+const store = memStore(150, dim, 11);
 const config: TrainConfig = { ...preset("synthetic"), data: "mem", valHoldout: 0.2 };
 const { seen, unseen } = prepareTasks(store, config);
 const users = [...seen, ...unseen];

@@ -10,12 +10,11 @@ import {
   uploadInt32,
 } from "../../lib/model/project.ts";
 import { projectPairsGpu, verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
-import { generateSynthetic } from "../../lib/data/synthetic.ts";
 import { initParams } from "../../lib/model/params.ts";
 import { preset, type TrainConfig } from "../../lib/presets.ts";
 import { prepareTasks } from "../../lib/run/run.ts";
 import { initialState, makeTrainer, trainEpoch } from "../../lib/train/meta.ts";
-import { relErr } from "../helpers.ts";
+import { memStore, relErr } from "../helpers.ts";
 
 Deno.test("webgpu: the store goes up by queue.writeBuffer into chunks holding exactly its rows; small int32 uploads by either path", async () => {
   await initBackend("webgpu");
@@ -64,8 +63,7 @@ Deno.test("webgpu: the store goes up by queue.writeBuffer into chunks holding ex
 });
 
 Deno.test("webgpu: a store the GPU refuses is said once and trained step by step instead, with the same result", async () => {
-  const g = generateSynthetic({ preset: "prism", users: 16, dim: 8, seed: 3 });
-  const store = { prefix: "mem", embeddings: g.embeddings, n: g.embeddings.length / 8, dim: 8, meta: g.meta, info: {} };
+  const store = memStore(16, 8, 3);
   const config: TrainConfig = { ...preset("synthetic"), data: "mem", tasksPerBatch: 3, metaLr: 0.01 };
   const { seen } = prepareTasks(store, config);
   const start = initParams(8, { hiddenSizes: [2], seed: 2 });

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
-import { generateSynthetic } from "../../lib/data/synthetic.ts";
 import { initParams, type MrmParams, namedArrays } from "../../lib/model/params.ts";
 import { releaseResidentRows, residentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
 import { verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
@@ -12,18 +11,10 @@ import { initPersonal } from "../../lib/train/personal_init.ts";
 import { KSPACE_GPU_LIMITS, kspaceGpuReady } from "../../lib/train/kspace_gpu.ts";
 import { setFusedSteps } from "../../lib/train/device.ts";
 import type { EmbeddingStore } from "../../lib/store/store.ts";
-import { relErr } from "../helpers.ts";
+import { memStore, relErr } from "../helpers.ts";
 
 const dim = 16;
-const g = generateSynthetic({ preset: "prism", users: 24, dim, seed: 8 });
-const store: EmbeddingStore = {
-  prefix: "mem",
-  embeddings: g.embeddings,
-  n: g.embeddings.length / dim,
-  dim,
-  meta: g.meta,
-  info: {},
-};
+const store = memStore(24, dim, 8);
 
 /** Three epochs on one backend from the same start; the readbacks each epoch made. */
 async function train(
@@ -69,13 +60,7 @@ async function train(
   return { state, stats, seen: seen.length, readbacks, steps: 3 * Math.ceil(seen.length / config.tasksPerBatch) };
 }
 
-const big = generateSynthetic({ preset: "prism", users: 150, dim, seed: 9 });
-const bigStore: EmbeddingStore = {
-  ...store,
-  embeddings: big.embeddings,
-  n: big.embeddings.length / dim,
-  meta: big.meta,
-};
+const bigStore = memStore(150, dim, 9);
 
 // every step runs on the GPU, except steps of more users than the K-space kernel's one
 // workgroup takes: those go through the host once per step
