@@ -32,6 +32,7 @@ import { personalConfig } from "../lib/presets.ts";
 import {
   releaseResidentRows,
   residentRows,
+  setResidentBudget,
   setResidentChunkBytes,
   setUploadMode,
   uploadInt32,
@@ -156,10 +157,19 @@ for (const [si, users] of sizes.entries()) {
     const results: Record<string, number[]> = {};
     // webgpu variants up to PRISM size: the fused step ending in one workgroup instead of two
     // kernels; each step's data uploaded as it runs instead of the epoch's at once (through
-    // tfjs, or through queue.writeBuffer); the general step
+    // tfjs, or through queue.writeBuffer); the general step. At every size: half the store
+    // kept on the GPU (--gpu_store_gib), the other half uploaded as steps need it
     const variants = users <= 1000
-      ? ["wasm", "webgpu", "webgpu:one-group-end", "webgpu:per-step-upload", "webgpu:write-upload", "webgpu:general"]
-      : ["wasm", "webgpu"];
+      ? [
+        "wasm",
+        "webgpu",
+        "webgpu:one-group-end",
+        "webgpu:per-step-upload",
+        "webgpu:write-upload",
+        "webgpu:general",
+        "webgpu:half-resident",
+      ]
+      : ["wasm", "webgpu", "webgpu:half-resident"];
     for (const variant of variants) {
       const backend = variant.startsWith("webgpu") ? "webgpu" : "wasm";
       try {
@@ -169,6 +179,7 @@ for (const [si, users] of sizes.entries()) {
         continue;
       }
       setUploadMode(variant === "webgpu:write-upload" ? "write" : "auto");
+      setResidentBudget(variant === "webgpu:half-resident" ? store.embeddings.byteLength / 2 : undefined);
       setFusedSteps(
         variant !== "webgpu:general",
         variant === "webgpu:one-group-end",

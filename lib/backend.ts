@@ -6,6 +6,8 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { gpuAdapter } from "./encoder/device.ts";
+import { ConfigError } from "./errors.ts";
+import { setResidentBudget } from "./model/project.ts";
 import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs-backend-wasm";
 
@@ -133,4 +135,18 @@ export async function chooseBackend(
   } catch (e) {
     return { backend: await initBackend("wasm"), reason: `webgpu failed to start (${(e as Error).message})` };
   }
+}
+
+/**
+ * `--gpu_store_gib X`: at most X GiB of the embedding store kept on the GPU (webgpu); the
+ * rest goes up with the steps that need it (lib/model/project.ts). Undefined leaves the
+ * whole store on the GPU where it fits.
+ */
+export function applyGpuStoreFlag(value: unknown): void {
+  if (value === undefined) return;
+  const gib = Number(value);
+  if (typeof value !== "string" || value.trim() === "" || !(gib > 0) || !Number.isFinite(gib)) {
+    throw new ConfigError(`--gpu_store_gib expects a positive number of GiB, got '${value}'`);
+  }
+  setResidentBudget(gib * 2 ** 30);
 }

@@ -1,5 +1,5 @@
 /** `deno task test:<preset>`: evaluate a checkpoint with the settings stored in its run. */
-import { type BackendName, chooseBackend } from "../lib/backend.ts";
+import { applyGpuStoreFlag, type BackendName, chooseBackend } from "../lib/backend.ts";
 import { ConfigError, FormatError } from "../lib/errors.ts";
 import { evaluate } from "../lib/eval/evaluate.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
@@ -30,6 +30,7 @@ await main(async () => {
       embed_pt: { type: "string" },
       meta_json: { type: "string" },
       backend: { type: "string" },
+      gpu_store_gib: { type: "string" },
       out: { type: "string" },
     }, EVAL_FLAGS),
   );
@@ -40,6 +41,7 @@ Evaluates a checkpoint (default: best of the newest run in output/${dataset}) wi
 settings saved in the run; overrides are applied with a warning.
   --data PREFIX   store (default: the run's)
   --backend auto|cpu|wasm|webgpu  (auto: webgpu where the measured rule expects it to be faster; see README)
+  --gpu_store_gib X  webgpu: keep at most X GiB of the store on the GPU, upload the rest as it is needed
   --out FILE      write per-user results as CSV
 Evaluation settings (default: the run's; the values shown are the preset's):
 ${configHelp(preset(dataset), EVAL_FLAGS)}`);
@@ -85,6 +87,7 @@ ${configHelp(preset(dataset), EVAL_FLAGS)}`);
   }
   config.data = resolvePrefix(v as Record<string, string>, config.data);
   validateConfig(config);
+  applyGpuStoreFlag(v.gpu_store_gib);
   await requireStore(config.data, config.dataset);
   const store = await loadStore(config.data);
   if (loaded.params.dim !== store.dim) {

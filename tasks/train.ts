@@ -1,5 +1,5 @@
 /** `deno task train:<preset>`: meta-train MRM with the release's hyperparameters. */
-import { type BackendName, chooseBackend } from "../lib/backend.ts";
+import { applyGpuStoreFlag, type BackendName, chooseBackend } from "../lib/backend.ts";
 import { ConfigError, FormatError } from "../lib/errors.ts";
 import { oracleAccuracy, readTruth } from "../lib/eval/oracle.ts";
 import { personalConfig, preset, shortConfig, type TrainConfig, validateConfig } from "../lib/presets.ts";
@@ -22,6 +22,7 @@ await main(async () => {
     resume: { type: "string" },
     overwrite: { type: "boolean" },
     backend: { type: "string" },
+    gpu_store_gib: { type: "string" },
     repeat: { type: "string" },
   });
   const v = parse(Deno.args, opts);
@@ -36,6 +37,7 @@ await main(async () => {
   --overwrite            empty an existing --out folder first (otherwise it is refused)
   --backend auto|cpu|wasm|webgpu  tfjs backend (auto: webgpu on a hardware GPU where the measured rule expects the
                              run to finish sooner, else wasm; the reason is printed; see README)
+  --gpu_store_gib X      webgpu: keep at most X GiB of the store on the GPU, upload the rest as steps need it
   --repeat N             run seeds seed..seed+N-1 and report mean ± std (default 1)
 ${configHelp(config)}`);
     return;
@@ -61,6 +63,7 @@ ${configHelp(config)}`);
   if (!["auto", "cpu", "wasm", "webgpu"].includes(backendFlag)) {
     throw new ConfigError(`--backend must be auto, cpu, wasm or webgpu, got '${backendFlag}'`);
   }
+  applyGpuStoreFlag(v.gpu_store_gib);
 
   let resumeDir: string | undefined;
   if (typeof v.resume === "string") {

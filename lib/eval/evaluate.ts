@@ -105,7 +105,7 @@ export async function evaluate(
   const store = await residentStore(embeddings, params.dim);
   if (store) {
     const trains = tasks.map((t) => opts.shots === undefined ? t.train : t.train.slice(0, opts.shots));
-    const right = await rightCountsOnGpu(params, store, tasks, trains, opts);
+    const right = await rightCountsOnGpu(params, store, tasks, trains, opts, embeddings);
     return summarize(tasks.map((t, u) => {
       const res: UserResult = {
         id: t.id,

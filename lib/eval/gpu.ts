@@ -13,7 +13,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { headMatrix } from "../model/head.ts";
 import { isPersonal, type MrmParams, numBases } from "../model/params.ts";
-import { firstLayerTensor, type ResidentStore, uploadInt32 } from "../model/project.ts";
+import { firstLayerTensor, type ResidentStore, spillRows, uploadInt32 } from "../model/project.ts";
 import { pairsGpuFits, projectPairsGpu, warnUnverified } from "../model/pairs_gpu.ts";
 import type { UserTask } from "../data/tasks.ts";
 import { kspaceEvalGpu, kspaceGpuReady } from "../train/kspace_gpu.ts";
@@ -21,17 +21,59 @@ import { kspaceEvalGpu, kspaceGpuReady } from "../train/kspace_gpu.ts";
 /**
  * Adapts every user of `tasks` on its train pairs `trains[u]` (positions) with the store
  * on the GPU, and returns, per user, [test pairs ranked right, validation pairs ranked
- * right] (NaN where mrm-p's fit failed). See the module doc.
+ * right] (NaN where mrm-p's fit failed). See the module doc. Where the GPU keeps only part
+ * of the store, the users go in groups, each with the rows it lacks uploaded (at most a
+ * chunk's worth, spillRows, from `embeddings`): one readback per group.
  */
 export async function rightCountsOnGpu(
   params: MrmParams,
   store: ResidentStore,
   tasks: UserTask[],
   trains: number[][],
-  { innerLr, innerSteps }: { innerLr: number; innerSteps: number },
+  opts: { innerLr: number; innerSteps: number },
+  embeddings?: Float32Array,
 ): Promise<Float32Array> {
   await kspaceGpuReady();
   await warnUnverified(store);
+  if (store.kept === store.total) return await countsOnGpu(params, store, tasks, trains, opts, (r) => r);
+  if (!embeddings) throw new Error("rightCountsOnGpu: a store kept in part on the GPU needs its embeddings");
+  const right = new Float32Array(2 * tasks.length);
+  for (let from = 0; from < tasks.length;) {
+    const off = new Set<number>();
+    let to = from;
+    for (; to < tasks.length; to++) {
+      const t = tasks[to], mine: number[] = [];
+      for (const positions of [trains[to], t.test, t.val]) {
+        for (const pos of positions) {
+          for (const r of [t.chosen[pos], t.rejected[pos]]) if (r >= store.kept && !off.has(r)) mine.push(r);
+        }
+      }
+      if (to > from && off.size + new Set(mine).size > store.rowsPerChunk) break;
+      mine.forEach((r) => off.add(r));
+    }
+    const spill = spillRows(store, embeddings, off);
+    try {
+      right.set(
+        await countsOnGpu(params, spill.view, tasks.slice(from, to), trains.slice(from, to), opts, spill.at),
+        2 * from,
+      );
+    } finally {
+      spill.dispose();
+    }
+    from = to;
+  }
+  return right;
+}
+
+/** rightCountsOnGpu for users whose rows are all in `store`, at `at(row)`. */
+async function countsOnGpu(
+  params: MrmParams,
+  store: ResidentStore,
+  tasks: UserTask[],
+  trains: number[][],
+  { innerLr, innerSteps }: { innerLr: number; innerSteps: number },
+  at: (row: number) => number,
+): Promise<Float32Array> {
   const h1 = params.layers[0].out, K = numBases(params), U = tasks.length;
   // every user's train, test and validation pairs, as store rows
   let P = 0;
@@ -43,8 +85,8 @@ export async function rightCountsOnGpu(
       meta[6 * u + 2 * part] = p;
       meta[6 * u + 2 * part + 1] = positions.length;
       for (const pos of positions) {
-        chosen[p] = t.chosen[pos];
-        rejected[p] = t.rejected[pos];
+        chosen[p] = at(t.chosen[pos]);
+        rejected[p] = at(t.rejected[pos]);
         p++;
       }
     });

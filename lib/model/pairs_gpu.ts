@@ -26,7 +26,7 @@ export const PAIRS_GPU_MAX_WIDTH = 16;
  * shader stage (lib/backend.ts asks for the adapter's number).
  */
 export function pairsGpuFits(store: ResidentStore, width: number): boolean {
-  return withinLimits(store, width) && verified.get(store) !== false;
+  return withinLimits(store, width) && verified.get(store.base ?? store) !== false;
 }
 
 function withinLimits(store: ResidentStore, width: number): boolean {
@@ -46,6 +46,8 @@ const verified = new WeakMap<ResidentStore, boolean>();
  * undefined.
  */
 export async function verifyPairsGpu(store: ResidentStore): Promise<string | undefined> {
+  // a view made by spillRows has its store's verdict
+  if (store.base) return verifyPairsGpu(store.base);
   if (verified.has(store) || !withinLimits(store, 1)) return undefined;
   const C = store.chunks.length, rpc = store.rowsPerChunk, H = store.dim;
   const lastRows = store.chunks[C - 1].shape[0];

@@ -55,8 +55,11 @@ export function rowCombination(
  * The store's rows kept on the GPU (webgpu backend only), uploaded once and reused by
  * every step and evaluation of a run: steps then send row indices instead of rows, and an
  * evaluation reads back only its counts. A store larger than the device's storage binding
- * limit is kept as several tensors (chunks of whole rows, each within the limit). One
- * store at a time (a new one replaces it).
+ * limit is kept as several tensors (chunks of whole rows, each within the limit). A store
+ * larger than the GPU's memory, or than the budget set with setResidentBudget, is kept in
+ * part: its first `kept` rows (whole chunks); the rest stay on the host and go up with
+ * the step or the evaluation group that needs them (spillRows). One store at a time (a new
+ * one replaces it).
  */
 export interface ResidentStore {
   /** the chunks, [rows, H] each; every chunk but the last holds `rowsPerChunk` rows */
@@ -65,12 +68,19 @@ export interface ResidentStore {
   rowsPerChunk: number;
   /** columns H */
   dim: number;
+  /** rows on the GPU: store rows [0, kept) are in the chunks */
+  kept: number;
+  /** rows in the store */
+  total: number;
   /** settles when the upload is known to have worked; rejects (naming the size) when the GPU refused it */
   ready: Promise<void>;
+  /** for a view made by spillRows: the resident store it extends */
+  base?: ResidentStore;
 }
 
 let resident: { key: Float32Array; store: ResidentStore; buffers: GPUBuffer[] } | undefined;
 let chunkBytesOverride: number | undefined;
+let budgetBytes: number | undefined;
 /** bytes handed to one queue.writeBuffer call (the implementation stages each call in host memory) */
 const WRITE_BYTES = 64 * 2 ** 20;
 
@@ -85,7 +95,80 @@ export function setResidentChunkBytes(bytes: number | undefined): void {
 }
 
 /**
- * The store kept on the GPU when the backend is webgpu, else undefined. The rows go up
+ * Caps the GPU memory the store may take (`--gpu_store_gib`; undefined: no cap, the
+ * whole store when the GPU takes it). A store over the cap is kept in part: as many whole
+ * chunks as fit, the rest uploaded as steps need them. Returns the previous cap.
+ */
+export function setResidentBudget(bytes: number | undefined): number | undefined {
+  if (bytes !== undefined && !(bytes > 0)) throw new RangeError(`resident budget must be > 0 bytes, got ${bytes}`);
+  const was = budgetBytes;
+  budgetBytes = bytes;
+  releaseResidentRows();
+  return was;
+}
+
+// deno-lint-ignore no-explicit-any
+const gpuDevice = () => (tf.backend() as any).device as GPUDevice;
+
+/** Rows per chunk on this device for width `dim` (0: not even one row fits). */
+function chunkRows(device: GPUDevice, dim: number): number {
+  const limits = device.limits;
+  const limit = Math.min(
+    limits?.maxStorageBufferBindingSize ?? 128 * 2 ** 20,
+    limits?.maxBufferSize ?? Infinity,
+    chunkBytesOverride ?? Infinity,
+    budgetBytes ?? Infinity,
+  );
+  return Math.floor(limit / (dim * 4));
+}
+
+/** Writes rows [r, r + m) into a new buffer (queue.writeBuffer in WRITE_BYTES pieces). */
+function writeChunk(device: GPUDevice, embeddings: Float32Array, dim: number, r: number, m: number): GPUBuffer {
+  const values = m * dim;
+  const buffer = device.createBuffer({
+    size: values * 4,
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  });
+  for (let at = 0; at < values; at += WRITE_BYTES / 4) {
+    device.queue.writeBuffer(
+      buffer,
+      at * 4,
+      embeddings as Float32Array<ArrayBuffer>,
+      r * dim + at,
+      Math.min(WRITE_BYTES / 4, values - at),
+    );
+    // the implementation keeps each write's staging copy until the next submit: flush
+    // after every 1 GiB so a large store is not staged whole in host memory
+    writtenSinceSubmit += Math.min(WRITE_BYTES, (values - at) * 4);
+    if (writtenSinceSubmit >= 2 ** 30) {
+      device.queue.submit([]);
+      writtenSinceSubmit = 0;
+    }
+  }
+  return buffer;
+}
+let writtenSinceSubmit = 0;
+
+/** Makes `buffers` (chunks of `rowsPerChunk` rows from row 0) the resident store. */
+function keepChunks(
+  embeddings: Float32Array,
+  dim: number,
+  rowsPerChunk: number,
+  buffers: GPUBuffer[],
+  ready: Promise<void>,
+): ResidentStore {
+  const total = embeddings.length / dim, kept = Math.min(total, buffers.length * rowsPerChunk);
+  const chunks = buffers.map((buffer, c) => {
+    const m = Math.min(rowsPerChunk, total - c * rowsPerChunk);
+    return tf.keep(tf.tensor({ buffer, zeroCopy: true }, [m, dim], "float32") as tf.Tensor2D);
+  });
+  resident = { key: embeddings, store: { chunks, rowsPerChunk, dim, kept, total, ready }, buffers };
+  return resident.store;
+}
+
+/**
+ * The store kept on the GPU when the backend is webgpu, else undefined: the whole store,
+ * or under a budget (setResidentBudget) as many whole chunks as it allows. The rows go up
  * with queue.writeBuffer into buffers this module owns, which become tensors without a
  * copy: measured on an NVIDIA H200 in Deno, tfjs's own upload path (a buffer mapped at
  * creation, filled through getMappedRange) moved 0.8 GB in 43 s.
@@ -93,55 +176,96 @@ export function setResidentChunkBytes(bytes: number | undefined): void {
 export function residentRows(embeddings: Float32Array, dim: number): ResidentStore | undefined {
   if (tf.getBackend() !== "webgpu" || embeddings.length === 0) return undefined;
   if (resident?.key === embeddings && resident.store.dim === dim) return resident.store;
-  // deno-lint-ignore no-explicit-any
-  const device = (tf.backend() as any).device as GPUDevice;
-  const limits = device.limits;
-  const limit = Math.min(
-    limits?.maxStorageBufferBindingSize ?? 128 * 2 ** 20,
-    limits?.maxBufferSize ?? Infinity,
-    chunkBytesOverride ?? Infinity,
-  );
-  const rows = embeddings.length / dim, rowsPerChunk = Math.floor(limit / (dim * 4));
+  const device = gpuDevice();
+  const rows = embeddings.length / dim, rowsPerChunk = chunkRows(device, dim);
   if (rowsPerChunk < 1) return undefined;
+  const count = Math.min(
+    Math.ceil(rows / rowsPerChunk),
+    budgetBytes === undefined ? Infinity : Math.floor(budgetBytes / (rowsPerChunk * dim * 4)),
+  );
   releaseResidentRows();
-  const chunks: tf.Tensor2D[] = [], buffers: GPUBuffer[] = [];
-  let writes = 0;
+  const buffers: GPUBuffer[] = [];
   device.pushErrorScope("out-of-memory");
   device.pushErrorScope("validation");
-  for (let r = 0; r < rows; r += rowsPerChunk) {
-    const m = Math.min(rowsPerChunk, rows - r), values = m * dim;
-    const buffer = device.createBuffer({
-      size: values * 4,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-    });
-    buffers.push(buffer);
-    for (let at = 0; at < values; at += WRITE_BYTES / 4) {
-      device.queue.writeBuffer(
-        buffer,
-        at * 4,
-        embeddings as Float32Array<ArrayBuffer>,
-        r * dim + at,
-        Math.min(WRITE_BYTES / 4, values - at),
-      );
-      // the implementation keeps each write's staging copy until the next submit: flush
-      // every 16 writes (1 GiB) so a large store is not staged whole in host memory
-      if (++writes % 16 === 0) device.queue.submit([]);
-    }
-    chunks.push(tf.keep(tf.tensor({ buffer, zeroCopy: true }, [m, dim], "float32") as tf.Tensor2D));
+  for (let c = 0; c < count; c++) {
+    const r = c * rowsPerChunk;
+    buffers.push(writeChunk(device, embeddings, dim, r, Math.min(rowsPerChunk, rows - r)));
   }
-  const gib = (embeddings.length * 4 / 2 ** 30).toFixed(2);
+  const size = (n: number) => `${(n * dim * 4 / 2 ** 30).toFixed(2)} GiB`;
   const ready = Promise.all([device.popErrorScope(), device.popErrorScope()]).then(([validation, memory]) => {
     const error = memory ?? validation;
     if (error) {
       throw new Error(
-        `the embedding store (${rows} rows x H=${dim}, ${gib} GiB) could not be kept on the GPU: ${error.message}`,
+        `the embedding store (${rows} rows x H=${dim}, ${size(rows)}) could not be kept on the GPU: ${error.message}`,
       );
     }
   });
   // a rejection is reported where ready is awaited; this keeps it from counting as unhandled first
   ready.catch(() => {});
-  resident = { key: embeddings, store: { chunks, rowsPerChunk, dim, ready }, buffers };
-  return resident.store;
+  return keepChunks(embeddings, dim, rowsPerChunk, buffers, ready);
+}
+
+/**
+ * After the GPU refused the whole store: uploads its chunks one at a time, each checked
+ * before the next, until one is refused; keeps those before it but the last (left free
+ * for the run's own buffers). Undefined when fewer than two went up.
+ */
+async function residentPrefix(embeddings: Float32Array, dim: number): Promise<ResidentStore | undefined> {
+  const device = gpuDevice(), rows = embeddings.length / dim, rowsPerChunk = chunkRows(device, dim);
+  const buffers: GPUBuffer[] = [];
+  for (let r = 0; r < rows; r += rowsPerChunk) {
+    device.pushErrorScope("out-of-memory");
+    device.pushErrorScope("validation");
+    const buffer = writeChunk(device, embeddings, dim, r, Math.min(rowsPerChunk, rows - r));
+    const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
+    if (validation || memory) {
+      buffer.destroy();
+      buffers.pop()?.destroy();
+      break;
+    }
+    buffers.push(buffer);
+  }
+  if (buffers.length === 0) return undefined;
+  return keepChunks(embeddings, dim, rowsPerChunk, buffers, Promise.resolve());
+}
+
+/**
+ * A view of `store` that also holds the store rows `rows` it does not keep: those are
+ * uploaded (one buffer, copied into tfjs tensors of at most `rowsPerChunk` rows, which
+ * follow the resident chunks). `at(row)` is where a store row sits in the view. The view
+ * owns the uploaded tensors: dispose() frees them once the work that reads them is queued.
+ * Where the store is whole, the view is the store itself and at() the identity.
+ */
+export function spillRows(
+  store: ResidentStore,
+  embeddings: Float32Array,
+  rows: Iterable<number>,
+): { view: ResidentStore; at: (row: number) => number; dispose: () => void } {
+  if (store.kept === store.total) return { view: store, at: (r) => r, dispose: () => {} };
+  const H = store.dim, spill = new Map<number, number>();
+  for (const r of rows) if (r >= store.kept && !spill.has(r)) spill.set(r, store.kept + spill.size);
+  const at = (r: number) => r < store.kept ? r : spill.get(r)!;
+  if (spill.size === 0) return { view: store, at, dispose: () => {} };
+  const values = new Float32Array(spill.size * H);
+  let j = 0;
+  for (const r of spill.keys()) values.set(embeddings.subarray(r * H, (r + 1) * H), H * j++);
+  const all = uploadFloat32(values, [spill.size, H]);
+  const extra: tf.Tensor2D[] = [];
+  if (spill.size <= store.rowsPerChunk) extra.push(all);
+  else {
+    for (let r = 0; r < spill.size; r += store.rowsPerChunk) {
+      extra.push(tf.slice(all, [r, 0], [Math.min(store.rowsPerChunk, spill.size - r), H]));
+    }
+    all.dispose();
+  }
+  const view: ResidentStore = {
+    ...store,
+    chunks: [...store.chunks, ...extra],
+    kept: store.kept + spill.size,
+    total: store.kept + spill.size,
+    base: store,
+  };
+  return { view, at, dispose: () => extra.forEach((t) => t.dispose()) };
 }
 
 /**
@@ -168,43 +292,75 @@ export function setUploadMode(mode: UploadMode): UploadMode {
 export function uploadInt32(values: Int32Array): tf.Tensor1D {
   const write = uploadMode === "write" || (uploadMode === "auto" && values.length >= WRITE_FROM);
   if (!write || tf.getBackend() !== "webgpu") return tf.tensor1d(values, "int32");
-  // deno-lint-ignore no-explicit-any
-  const device = (tf.backend() as any).device as GPUDevice;
+  return writeTensor(values, [values.length], "int32") as tf.Tensor1D;
+}
+
+/** A float32 tensor of `values` in `shape`, sent as uploadInt32 sends int32 values. */
+export function uploadFloat32(values: Float32Array, shape: [number, number]): tf.Tensor2D {
+  const write = uploadMode === "write" || (uploadMode === "auto" && values.length >= WRITE_FROM);
+  if (!write || tf.getBackend() !== "webgpu") return tf.tensor2d(values, shape);
+  return writeTensor(values, shape, "float32") as tf.Tensor2D;
+}
+
+/** queue.writeBuffer into a new buffer, which tfjs copies into a tensor of its own. */
+function writeTensor(values: Int32Array | Float32Array, shape: number[], dtype: "int32" | "float32"): tf.Tensor {
+  const device = gpuDevice();
   const buffer = device.createBuffer({
     size: Math.max(4, values.byteLength),
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
   });
   device.queue.writeBuffer(buffer, 0, values as Int32Array<ArrayBuffer>);
   // tfjs copies it into a buffer of its own and submits the copy; this one can go then
-  const t = tf.tensor({ buffer }, [values.length], "int32") as tf.Tensor1D;
+  const t = tf.tensor({ buffer }, shape, dtype);
   buffer.destroy();
   return t;
 }
 
 const refused = new WeakSet<Float32Array>();
+const toldPartial = new WeakSet<Float32Array>();
 
 /**
  * The store kept on the GPU once its upload is known to have worked (residentRows, then
- * its `ready`), or undefined: not webgpu, or the GPU refused the store (out of memory).
- * After a refusal, said once on stderr, the store is not tried again and the callers'
- * non-resident paths upload each step's rows as the step runs: much slower, but it
- * trains a store larger than GPU memory.
+ * its `ready`), or undefined: not webgpu, or the GPU refused even two chunks of it.
+ * Where the GPU refuses the whole store (out of memory), the chunks go up one at a time
+ * and as many are kept as it takes, less one left free (residentPrefix); the rows it
+ * does not keep go up with each step or evaluation group that needs them (spillRows).
+ * Said once on stderr, as is a store kept in part under a budget. Where not even that
+ * works, the store is not tried again and the callers' non-resident paths upload each
+ * step's rows as the step runs: much slower.
  */
 export async function residentStore(embeddings: Float32Array, dim: number): Promise<ResidentStore | undefined> {
   if (refused.has(embeddings)) return undefined;
-  const store = residentRows(embeddings, dim);
+  let store = residentRows(embeddings, dim);
   if (!store) return undefined;
   try {
     await store.ready;
-    return store;
   } catch (e) {
     releaseResidentRows();
-    refused.add(embeddings);
-    console.error(
-      `webgpu: ${(e as Error).message}; each step uploads its rows instead (much slower; --backend wasm may be faster)`,
-    );
-    return undefined;
+    store = await residentPrefix(embeddings, dim);
+    if (!store) {
+      refused.add(embeddings);
+      console.error(
+        `webgpu: ${
+          (e as Error).message
+        }; each step uploads its rows instead (much slower; --backend wasm may be faster)`,
+      );
+      return undefined;
+    }
+    console.error(`webgpu: ${(e as Error).message}`);
   }
+  if (store.kept < store.total && !toldPartial.has(embeddings)) {
+    toldPartial.add(embeddings);
+    const size = (bytes: number) =>
+      bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+    console.error(
+      `webgpu: ${size(store.kept * dim * 4)} of the store's ${size(store.total * dim * 4)} (${store.kept} of ` +
+        `${store.total} rows) kept on the GPU${
+          budgetBytes === undefined ? "" : ` (--gpu_store_gib ${+(budgetBytes / 2 ** 30).toPrecision(3)})`
+        }; the other rows go up with each step that needs them`,
+    );
+  }
+  return store;
 }
 
 /** Frees the GPU copy of the store (runs call it when they end). */
@@ -304,19 +460,14 @@ export async function projectAll(
   const out = new Float32Array(n * layer.out);
   const w = firstLayerTensor(layer);
   const store = await residentStore(embeddings, dim);
-  if (store) {
-    // the store is on the GPU: one product per chunk, joined there, one readback
-    try {
+  try {
+    if (store) {
+      // the rows on the GPU: one product per chunk, joined there, one readback
       const y = tf.tidy(() => tf.concat2d(store.chunks.map((c) => tf.matMul(c, w)), 0));
       out.set(await y.data() as Float32Array);
       y.dispose();
-      return out;
-    } finally {
-      w.dispose();
     }
-  }
-  try {
-    for (let r = 0; r < n; r += chunkRows) {
+    for (let r = store?.kept ?? 0; r < n; r += chunkRows) {
       const m = Math.min(chunkRows, n - r);
       const block = new RowBlock(embeddings.subarray(r * dim, (r + m) * dim), m, dim);
       try {

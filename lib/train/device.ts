@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
-import { gatherResident, type ResidentStore, uploadInt32 } from "../model/project.ts";
+import { gatherResident, type ResidentStore, spillRows, uploadInt32 } from "../model/project.ts";
 import {
   firstLayerGradAdamGpu,
   firstLayerGradGpu,
@@ -95,6 +95,8 @@ export function setFusedSteps(on: boolean, oneGroup = false, plan = true): boole
 export class DeviceTraining {
   readonly #state: TrainState;
   readonly #store: ResidentStore;
+  /** the store's rows on the host: those the GPU does not keep go up with each step */
+  readonly #embeddings: Float32Array;
   /**
    * parameters, then first and second moments, one after the other in one buffer, each
    * flat as [small arrays..., layers.0.weight]; the parameters come first, so their
@@ -119,9 +121,10 @@ export class DeviceTraining {
   #plan?: { data: tf.Tensor; steps: { at: number; B: number; P: number }[] };
 
   /** Uploads the state's parameters and Adam moments. */
-  constructor(state: TrainState, store: ResidentStore) {
+  constructor(state: TrainState, store: ResidentStore, embeddings: Float32Array) {
     this.#state = state;
     this.#store = store;
+    this.#embeddings = embeddings;
     const named = namedArrays(state.params);
     this.#w1 = named.findIndex(([n]) => n === "layers.0.weight");
     this.#small = named.map((_, i) => i).filter((i) => i !== this.#w1);
@@ -182,19 +185,24 @@ export class DeviceTraining {
     const K = layers.at(-1)!.out, B = batch.length, S = this.#smallLen;
     const named = namedArrays(params);
     const at = (name: string) => this.#offset.get(name)!;
-    if (this.#fusable()) {
-      const segment = this.#segment(batch, lr, clipNorm);
+    const layout = stepLayout(batch), { P, idx, meta } = layout;
+    // rows the GPU does not keep go up with the step; idx becomes positions in the view
+    const spill = spillRows(this.#store, this.#embeddings, idx);
+    idx.forEach((r, i) => idx[i] = spill.at(r));
+    if (this.#fusable(spill.view)) {
+      const segment = this.#segment(layout, B, lr, clipNorm);
       const up = uploadInt32(segment.packed);
       try {
-        this.#fusedStep(up, 0, B, segment.P, opts);
+        this.#fusedStep(spill.view, up, 0, B, segment.P, opts);
       } finally {
         up.dispose();
+        spill.dispose();
       }
       return;
     }
-    const { P, idx, meta } = stepLayout(batch);
     const packed = this.#numbers(lr, clipNorm, NUMBERS);
-    const x = gatherResident(this.#store, idx);
+    const x = gatherResident(spill.view, idx);
+    spill.dispose();
     try {
       tf.tidy(() => {
         const weight = (i: number) => {
@@ -242,10 +250,10 @@ export class DeviceTraining {
     }
   }
 
-  /** Whether the fused step takes this model and store (see setFusedSteps). */
-  #fusable(): boolean {
+  /** Whether the fused step takes this model and store (or a step's view of it; see setFusedSteps). */
+  #fusable(store = this.#store): boolean {
     const layers = this.#state.params.layers;
-    return fuseSteps && layers.length === 1 && pairsGpuFits(this.#store, layers[0].out) &&
+    return fuseSteps && layers.length === 1 && pairsGpuFits(store, layers[0].out) &&
       this.#n <= CLIP_ADAM_PACKED_MAX;
   }
 
@@ -273,8 +281,12 @@ export class DeviceTraining {
    * One fused step's int32 data: the step's numbers (float32 bits; this counts the Adam
    * step), the users' pair ranges, the pairs' chosen then rejected store rows.
    */
-  #segment(batch: StepTask[], lr: number, clip: number): { packed: Int32Array; B: number; P: number } {
-    const { P, idx, meta } = stepLayout(batch), B = batch.length;
+  #segment(
+    { P, idx, meta }: { P: number; idx: Int32Array; meta: Int32Array },
+    B: number,
+    lr: number,
+    clip: number,
+  ): { packed: Int32Array; B: number; P: number } {
     const packed = new Int32Array(NUMBERS + 4 * B + 2 * P);
     new Float32Array(packed.buffer, 0, NUMBERS).set(this.#numbers(lr, clip, NUMBERS).subarray(0, NUMBERS));
     packed.set(meta, NUMBERS);
@@ -286,11 +298,13 @@ export class DeviceTraining {
    * Uploads every step of an epoch at once (one upload for the epoch instead of one a
    * step), when all of them take the fused step: `batches[k]` runs with step size
    * `lrs[k]`. Counts the epoch's Adam steps. Afterwards stepPlanned(k) runs step k. Returns
-   * false (and changes nothing) when some step cannot be fused.
+   * false (and changes nothing) when some step cannot be fused, or when the GPU keeps only
+   * part of the store (each step then uploads the rows it lacks with its data).
    */
   planEpoch(batches: StepTask[][], lrs: number[], clipNorm: number): boolean {
     if (!planEpochs || !this.#fusable() || !batches.every((b) => this.fusable(b))) return false;
-    const segments = batches.map((b, k) => this.#segment(b, lrs[k], clipNorm));
+    if (this.#store.kept < this.#store.total) return false;
+    const segments = batches.map((b, k) => this.#segment(stepLayout(b), b.length, lrs[k], clipNorm));
     const all = new Int32Array(segments.reduce((n, s) => n + s.packed.length, 0));
     let at = 0;
     this.#plan?.data.dispose();
@@ -308,7 +322,7 @@ export class DeviceTraining {
   /** Runs step k of the epoch planEpoch uploaded (the fused step, nothing uploaded or read back). */
   stepPlanned(k: number, opts: StepOptions): void {
     const { at, B, P } = this.#plan!.steps[k];
-    this.#fusedStep(this.#plan!.data, at, B, P, opts);
+    this.#fusedStep(this.#store, this.#plan!.data, at, B, P, opts);
   }
 
   /**
@@ -319,13 +333,13 @@ export class DeviceTraining {
    * see setFusedSteps). The K-space kernel's output is kept whole until finish(), which
    * reads the step's objective and losses from it.
    */
-  #fusedStep(up: tf.Tensor, at: number, B: number, P: number, opts: StepOptions) {
+  #fusedStep(store: ResidentStore, up: tf.Tensor, at: number, B: number, P: number, opts: StepOptions) {
     const params = this.#state.params, K = params.layers[0].out, S = this.#smallLen;
     const offset = (name: string) => this.#offset.get(name)!;
     const rowsAt = at + NUMBERS + 4 * B;
     const personal = params.priorLogPrecision !== undefined;
     tf.tidy(() => {
-      const z = projectPairsGpu(this.#store, up, rowsAt, P, this.#pmv, S, K);
+      const z = projectPairsGpu(store, up, rowsAt, P, this.#pmv, S, K);
       const out = kspaceGpu(z, up, this.#pmv, this.#kspaceOptions(B, P, opts, at + NUMBERS));
       const where = {
         small: S,
@@ -334,9 +348,9 @@ export class DeviceTraining {
         rhoAt: personal ? offset("prior_log_precision") : -1,
       };
       if (oneGroupEnd && this.#n * P <= GRAD_ADAM_MAX_WORK) {
-        this.#pmv.assign(firstLayerGradAdamGpu(this.#store, up, rowsAt, P, out, this.#pmv, { ...where, numAt: at }));
+        this.#pmv.assign(firstLayerGradAdamGpu(store, up, rowsAt, P, out, this.#pmv, { ...where, numAt: at }));
       } else {
-        const g = firstLayerGradGpu(this.#store, up, rowsAt, P, out, where);
+        const g = firstLayerGradGpu(store, up, rowsAt, P, out, where);
         this.#pmv.assign(clipAdamPackedGpu(this.#pmv, g, up, at));
       }
       this.#stats.push({ out: tf.keep(out), at: P * K + 2 * K, users: B });
@@ -385,7 +399,10 @@ export class DeviceTraining {
   }> {
     const params = this.#state.params, l0 = params.layers[0], h1 = l0.out, S = this.#smallLen;
     const { offsets, nRows } = batchLayout(batch.map((t) => t.rows));
-    const x = gatherResident(this.#store, batchIndices(batch));
+    const indices = batchIndices(batch);
+    const spill = spillRows(this.#store, this.#embeddings, indices);
+    const x = gatherResident(spill.view, indices.map(spill.at));
+    spill.dispose();
     try {
       const both = tf.tidy(() => {
         const w1 = tf.reshape(tf.slice(this.#pmv, [S], [h1 * l0.in]), [h1, l0.in]);

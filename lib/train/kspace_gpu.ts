@@ -765,7 +765,14 @@ export function kspaceGpuReady(): Promise<void> {
       const adamPacked = clipAdamPackedGpu(tf.tensor1d([1, 0, 0]), tf.tensor1d([2]), tf.tensor1d(numbers, "int32"));
       // the pair kernels on a store of rows [1, 2] and [0, 5], one pair (row 0 over row 1),
       // W1 = [1, 1]: yd = 0.01 (1 + 2 - 0 - 5) = -0.02; with dz = 3, W1 gradient is 0.03 x [1, -3]
-      const store = { chunks: [tf.tensor2d([1, 2, 0, 5], [2, 2])], rowsPerChunk: 2, dim: 2, ready: Promise.resolve() };
+      const store = {
+        chunks: [tf.tensor2d([1, 2, 0, 5], [2, 2])],
+        rowsPerChunk: 2,
+        dim: 2,
+        kept: 2,
+        total: 2,
+        ready: Promise.resolve(),
+      };
       const packed = tf.tensor1d(Int32Array.from([...numbers, 0, 1]), "int32");
       const where = { small: 0, width: 1, thetaAt: 0, rhoAt: -1 };
       const yd = projectPairsGpu(store, packed, 10, 1, tf.tensor1d([1, 1]), 0, 1);

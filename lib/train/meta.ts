@@ -95,7 +95,7 @@ export async function trainEpoch(
     await kspaceGpuReady();
     await warnUnverified(store);
   }
-  const device = store ? new DeviceTraining(state, store) : undefined;
+  const device = store ? new DeviceTraining(state, store, embeddings) : undefined;
   // the epoch's steps: users, support/query draws and step sizes
   const batches: StepTask[][] = [], lrs: number[] = [];
   for (let i = 0; i < order.length; i += c.tasksPerBatch) {

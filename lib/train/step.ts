@@ -8,7 +8,7 @@ import { headGrads, headMatrix } from "../model/head.ts";
 import { taskGrad } from "../model/kspace.ts";
 import { INPUT_SCALE, isPersonal, type MrmParams, numBases, orderedArrays } from "../model/params.ts";
 import { personalGrad } from "../model/personal.ts";
-import { firstLayerTensor, residentStore, RowBlock } from "../model/project.ts";
+import { firstLayerTensor, residentStore, RowBlock, spillRows } from "../model/project.ts";
 import { rpo } from "./rpo.ts";
 
 /** A user's train rows, and each entry's position among them (-1 if not a train entry). */
@@ -226,8 +226,16 @@ export async function metaStep(
   // on webgpu the store stays on the GPU and the step's rows are gathered there by index
   const store = await residentStore(embeddings, H);
   const { offsets, nRows } = gatherBatch(embeddings, H, batch.map((t) => t.rows), scratch, !store);
+  // rows the store does not keep on the GPU go up with the step (spillRows)
   const indices = store ? batchIndices(batch) : undefined;
-  const block = new RowBlock(scratch.subarray(0, nRows * H), nRows, H, store && { store, indices: indices! });
+  const spill = store && spillRows(store, embeddings, indices!);
+  const block = new RowBlock(
+    scratch.subarray(0, nRows * H),
+    nRows,
+    H,
+    spill && { store: spill.view, indices: indices!.map(spill.at) },
+  );
+  spill?.dispose();
   const w1 = firstLayerTensor(params.layers[0]);
   try {
     const y = await block.project(w1);
