@@ -33,6 +33,7 @@ async function registerWebgpu(): Promise<void> {
   const { WebGPUBackend } = await import("@tensorflow/tfjs-backend-webgpu");
   if (webgpuRegistered) return;
   webgpuRegistered = true;
+  avoidSplitK();
   tf.removeBackend("webgpu");
   tf.registerBackend("webgpu", async () => {
     // deno-lint-ignore no-explicit-any
@@ -54,6 +55,57 @@ async function registerWebgpu(): Promise<void> {
     });
     return new WebGPUBackend(device, adapter.info);
   }, 3);
+}
+
+const MATMUL_TYPE = "WEBGPU_MATMUL_PROGRAM_TYPE";
+/** tfjs-backend-webgpu's MatMulProgramType.MatMulSmallOutputSizeProgram */
+const SMALL_OUTPUT_MATMUL = 2;
+
+/**
+ * tfjs-webgpu multiplies a small output with a long inner dimension (>= 2,000, few
+ * workgroups) by "split-K": slices of the inner dimension added into the output with
+ * atomic compare-exchange loops. On the adapter CI runs on (llvmpipe, through Deno's
+ * wgpu) that gave wrong products, silently: [200, 2048] x [2048, 4]^T was off by more than
+ * its own size (tests/backend_test.ts), which is the shape of a 4-base model's step at
+ * H=2048 and above, and made mrm-p's general GPU step drift from wasm. This wraps tfjs's
+ * BatchMatMul kernel so that exactly those products take tfjs's small-output program
+ * (small tiles, no atomics), the one tfjs picks for the same shapes with a short inner
+ * dimension. Every other product is tfjs's own choice.
+ */
+function avoidSplitK(): void {
+  const config = tf.getKernel("BatchMatMul", "webgpu");
+  if (!config) return;
+  const kernelFunc = config.kernelFunc;
+  tf.unregisterKernel("BatchMatMul", "webgpu");
+  tf.registerKernel({
+    ...config,
+    kernelFunc: (args) => {
+      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+      const env = tf.env();
+      const ra = a.shape.length, rb = b.shape.length;
+      const outerA = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
+      const outerB = transposeB ? b.shape[rb - 2] : b.shape[rb - 1];
+      const inner = transposeB ? b.shape[rb - 1] : b.shape[rb - 2];
+      const batch = Math.max(tf.util.sizeFromShape(a.shape.slice(0, -2)), tf.util.sizeFromShape(b.shape.slice(0, -2)));
+      // tfjs's own choice (batchMatMulImpl): few 32 x 32 workgroups, one batch, a long inner dimension
+      const flag = env.getNumber("WEBGPU_THRESHOLD_TO_INCREASE_WORKGROUPS_FOR_MATMUL");
+      // deno-lint-ignore no-explicit-any
+      const threshold = flag > 0 ? flag : (args.backend as any).thresholdToIncreaseWorkgroups;
+      const groups = batch * Math.ceil(outerA / 32) * Math.ceil(outerB / 32);
+      const few = groups <= threshold || (outerA <= 8 && groups <= 2 * threshold);
+      const splitK = env.getNumber(MATMUL_TYPE) < 0 && few && batch * outerA * outerB > 128 && batch === 1 &&
+        inner >= 2000;
+      if (!splitK) return kernelFunc(args);
+      const was = env.getNumber(MATMUL_TYPE);
+      env.set(MATMUL_TYPE, SMALL_OUTPUT_MATMUL);
+      try {
+        return kernelFunc(args);
+      } finally {
+        env.set(MATMUL_TYPE, was);
+      }
+    },
+  });
 }
 
 /** Initializes and returns the backend in use; safe to call repeatedly. */

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { autoRule, type WorkPlan } from "../lib/backend.ts";
+import * as tf from "@tensorflow/tfjs-core";
+import { autoRule, initBackend, type WorkPlan } from "../lib/backend.ts";
+import { randomArray } from "./helpers.ts";
 
 // the release's PRISM run on the real store (1000 users, H=4096: ~1.2 GiB), 200 epochs
 const prism: WorkPlan = {
@@ -36,4 +38,27 @@ Deno.test("--backend auto: webgpu only on a hardware GPU, for fused steps, where
       .backend,
     "webgpu",
   );
+});
+
+Deno.test("webgpu: a small product with a long inner dimension (tfjs's split-K shapes) equals the cpu backend's", async () => {
+  // [P, H] x [K, H]^T: a 4-base model's pair features at H = 2048 and 4096; tfjs's split-K
+  // program gave these wrong on llvmpipe (off by more than their size)
+  const cases = [[200, 2048, 4], [50, 4096, 4], [64, 4096, 3]];
+  for (const [P, H, K] of cases) {
+    const x = randomArray(P * H, 1), w = randomArray(K * H, 2);
+    const product = async () => {
+      const y = tf.matMul(tf.tensor2d(x, [P, H]), tf.tensor2d(w, [K, H]), false, true);
+      const v = await y.data();
+      tf.dispose(y);
+      return v;
+    };
+    await initBackend("cpu");
+    const want = await product();
+    await initBackend("webgpu");
+    const got = await product();
+    let worst = 0;
+    want.forEach((v, i) => worst = Math.max(worst, Math.abs(v - got[i])));
+    assert.ok(worst < 1e-3, `[${P}, ${H}] x [${K}, ${H}]^T: off by ${worst}`);
+  }
+  await initBackend("wasm");
 });
