@@ -38,7 +38,8 @@ import {
   uploadInt32,
 } from "../lib/model/project.ts";
 import { verifyPairsGpu } from "../lib/model/pairs_gpu.ts";
-import { setFusedSteps } from "../lib/train/device.ts";
+import { setEpochKernel, setFusedSteps } from "../lib/train/device.ts";
+import { epochGpuRuns } from "../lib/train/epoch_gpu.ts";
 import { RewardEncoder } from "../lib/encoder/encoder.ts";
 import { timingStore } from "./_setup.ts";
 import { writeTinyModel } from "../tests/fixtures/tiny_model.ts";
@@ -163,13 +164,14 @@ for (const [si, users] of sizes.entries()) {
       ? [
         "wasm",
         "webgpu",
+        "webgpu:tfjs-steps",
         "webgpu:one-group-end",
         "webgpu:per-step-upload",
         "webgpu:write-upload",
         "webgpu:general",
         "webgpu:half-resident",
       ]
-      : ["wasm", "webgpu", "webgpu:half-resident"];
+      : ["wasm", "webgpu", "webgpu:tfjs-steps", "webgpu:half-resident"];
     for (const variant of variants) {
       const backend = variant.startsWith("webgpu") ? "webgpu" : "wasm";
       try {
@@ -185,6 +187,9 @@ for (const [si, users] of sizes.entries()) {
         variant === "webgpu:one-group-end",
         variant !== "webgpu:per-step-upload" && variant !== "webgpu:write-upload",
       );
+      // "webgpu": an all-fused epoch is one command buffer (lib/train/epoch_gpu.ts); the
+      // other variants send the steps through tfjs
+      setEpochKernel(variant === "webgpu");
       countUploads();
       // webgpu's one-off set-up, timed apart: the store's upload (synced by a one-value
       // readback) and the kernels' check
@@ -202,18 +207,22 @@ for (const [si, users] of sizes.entries()) {
       const tensorsBefore = tf.memory().numTensors;
       const state = initialState(structuredClone(start));
       const times: number[] = [];
-      let perStep = { readbacks: 0, uploads: 0, writes: 0, kernels: 0, dispatches: 0, waitMs: 0 };
+      let perStep = { readbacks: 0, uploads: 0, writes: 0, kernels: 0, dispatches: 0, waitMs: 0, encodeMs: 0 };
       for (let e = 0; e < 3; e++) {
-        const before = { ...trips }, t = performance.now();
+        const before = { ...trips }, t = performance.now(), runs = { ...epochGpuRuns };
         await trainEpoch(state, store.embeddings, trainer, config);
         times.push((performance.now() - t) / 1000);
+        // an epoch run as one command buffer: one readback, four dispatches a step, and the
+        // host time to build and submit it (which on a software adapter includes running it)
+        const epochRuns = epochGpuRuns.count - runs.count;
         perStep = {
-          readbacks: (trips.readbacks - before.readbacks) / steps,
+          readbacks: (trips.readbacks - before.readbacks + epochRuns) / steps,
           uploads: (trips.uploads - before.uploads) / steps,
           writes: (trips.writes - before.writes) / steps,
           kernels: (trips.kernels - before.kernels) / steps,
-          dispatches: (trips.dispatches - before.dispatches) / steps,
+          dispatches: (trips.dispatches - before.dispatches) / steps + 4 * epochRuns,
           waitMs: (trips.waitMs - before.waitMs) / steps,
+          encodeMs: (epochGpuRuns.encodeMs - runs.encodeMs) / steps,
         };
       }
       const evals: number[] = [];
@@ -244,7 +253,9 @@ for (const [si, users] of sizes.entries()) {
           f(perStep.uploads, 2)
         } uploads, ${f(perStep.writes, 1)} buffer writes, ${f(perStep.kernels)} tfjs ops, ${
           f(perStep.dispatches)
-        } GPU dispatches; per evaluation: ${evalTrips.readbacks} readbacks (waited ${
+        } GPU dispatches, ${
+          f(perStep.encodeMs, 3)
+        } ms host encoding (epoch kernel); per evaluation: ${evalTrips.readbacks} readbacks (waited ${
           f(evalTrips.waitMs)
         } ms), ${evalTrips.uploads} uploads, ${evalTrips.writes} writes, ${evalTrips.kernels} ops, ${evalTrips.dispatches} dispatches; tensors left ${leaked}`,
       );
@@ -283,6 +294,7 @@ for (const [si, users] of sizes.entries()) {
 }
 setUploadMode("auto");
 setFusedSteps(true);
+setEpochKernel(true);
 
 // host time of the pieces a webgpu step is made of, 500 each, not waited on (one readback
 // at the end): a small int32 upload by each path, a tfjs elementwise op on GPU tensors

@@ -112,6 +112,25 @@ ${cases}
 
 const chunkNames = (chunks: number) => Array.from({ length: chunks }, (_, c) => `X${c}`);
 
+/**
+ * The pair-feature kernel's WGSL without tfjs's preamble, for callers that bind it
+ * themselves (lib/train/epoch_gpu.ts): bindings X0..X{chunks-1}, `Packed`, `Params`,
+ * `result`; one workgroup of 64 threads per pair (workgroupId.y * numWorkgroups.x +
+ * workgroupId.x); the uniforms of ProjectPairsProgram.
+ */
+export function projectPairsWgsl(chunks: number, width: number): string {
+  return new ProjectPairsProgram(chunks, width, 1).getUserCode();
+}
+
+/**
+ * The first layer's flat gradient (firstLayerGradGpu's kernel, 64 threads a workgroup, one
+ * thread per parameter at `index`) as WGSL without tfjs's preamble: bindings X0.., `Packed`,
+ * `Dz`, `result`; the uniforms of FirstLayerGradProgram.
+ */
+export function firstLayerGradWgsl(chunks: number): string {
+  return new FirstLayerGradProgram(chunks, 1, false).getUserCode();
+}
+
 /** yd for each pair: one workgroup of 64 threads per pair, each summing a 64th of H, then a tree. */
 class ProjectPairsProgram {
   outputShape: number[];

@@ -363,6 +363,11 @@ export async function residentStore(embeddings: Float32Array, dim: number): Prom
   return store;
 }
 
+/** The GPU buffers behind a resident store's chunks (undefined for a view, or a store no longer resident). */
+export function residentBuffers(store: ResidentStore): GPUBuffer[] | undefined {
+  return resident?.store === store ? resident.buffers : undefined;
+}
+
 /** Frees the GPU copy of the store (runs call it when they end). */
 export function releaseResidentRows(): void {
   resident?.store.chunks.forEach((c) => c.dispose());

@@ -14,7 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, namedArrays, orderedArrays } from "../model/params.ts";
-import { gatherResident, type ResidentStore, spillRows, uploadInt32 } from "../model/project.ts";
+import { gatherResident, residentBuffers, type ResidentStore, spillRows, uploadInt32 } from "../model/project.ts";
 import {
   firstLayerGradAdamGpu,
   firstLayerGradGpu,
@@ -32,10 +32,11 @@ import {
   kspaceGpu,
   type KspaceGpuOptions,
 } from "./kspace_gpu.ts";
+import { epochGpuFits, runEpochGpu, STEP_NUMBERS, tfjsDevice } from "./epoch_gpu.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 /** The numbers at the head of a step's upload (see step()). */
-const NUMBERS = 10;
+const NUMBERS = STEP_NUMBERS;
 /** tfjs-webgpu computes ops on host-side tensors below 1000 values on the host (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD). */
 const CPU_FORWARD_MIN = 1000;
 
@@ -67,7 +68,18 @@ function stepLayout(batch: StepTask[]): { P: number; idx: Int32Array; meta: Int3
   return { P, idx, meta };
 }
 
-let fuseSteps = true, oneGroupEnd = false, planEpochs = true;
+let fuseSteps = true, oneGroupEnd = false, planEpochs = true, epochKernel = true;
+
+/**
+ * Whether an epoch whose steps are all fused runs as one command buffer outside tfjs
+ * (runEpoch, lib/train/epoch_gpu.ts); off, its steps go through tfjs one by one. For tests
+ * and gpu_check, which compare them. Returns the previous setting.
+ */
+export function setEpochKernel(on: boolean): boolean {
+  const was = epochKernel;
+  epochKernel = on;
+  return was;
+}
 
 /**
  * Whether one-layer models take the fused step (pair features and the first layer's
@@ -119,6 +131,8 @@ export class DeviceTraining {
   readonly #stats: { out: tf.Tensor; at: number; users: number }[] = [];
   /** the epoch's step data, uploaded once by planEpoch, and where each step's starts */
   #plan?: { data: tf.Tensor; steps: { at: number; B: number; P: number }[] };
+  /** what runEpoch computed (the host state is already up to date then) */
+  #ranEpoch?: { objective: number; losses: number[] }[];
 
   /** Uploads the state's parameters and Adam moments. */
   constructor(state: TrainState, store: ResidentStore, embeddings: Float32Array) {
@@ -319,6 +333,70 @@ export class DeviceTraining {
     return true;
   }
 
+  /**
+   * Runs a whole epoch as one command buffer outside tfjs (lib/train/epoch_gpu.ts) when
+   * every step takes the fused step and the whole store is on the GPU: `batches[k]` with
+   * step size `lrs[k]`. Counts the epoch's Adam steps and brings the host state up to date
+   * (one readback); finish() then only returns the steps' objectives and losses. Returns
+   * false, changing nothing, where it does not apply, or where the GPU reported an error
+   * (said once on stderr; later epochs then go through tfjs). Call it first, before any step.
+   */
+  async runEpoch(batches: StepTask[][], lrs: number[], clipNorm: number, opts: StepOptions): Promise<boolean> {
+    if (!epochKernel || !planEpochs || oneGroupEnd || !this.#fusable() || !batches.every((b) => this.fusable(b))) {
+      return false;
+    }
+    const chunks = residentBuffers(this.#store);
+    if (!chunks || this.#store.kept < this.#store.total || this.#stats.length > 0) return false;
+    const params = this.#state.params, K = params.layers[0].out, device = tfjsDevice();
+    const layouts = batches.map(stepLayout);
+    const spec = {
+      chunks,
+      rowsPerChunk: this.#store.rowsPerChunk,
+      dim: this.#store.dim,
+      k: K,
+      n: this.#n,
+      small: this.#smallLen,
+      thetaAt: this.#offset.get("shared_weight")!,
+      rhoAt: params.priorLogPrecision !== undefined ? this.#offset.get("prior_log_precision")! : -1,
+      personal: params.priorLogPrecision !== undefined,
+      innerLr: opts.innerLr,
+      innerSteps: opts.innerSteps,
+      firstOrder: opts.firstOrder,
+      objective: opts.objective ?? "rpo",
+      rpoRho: opts.rpoRho,
+      rpoGamma: opts.rpoGamma,
+    } as const;
+    if (!epochGpuFits(device, spec, Math.max(0, ...layouts.map((l) => l.P)))) return false;
+    const step0 = this.#state.adam.step;
+    const segments = layouts.map((l, k) => this.#segment(l, batches[k].length, lrs[k], clipNorm));
+    const plan = new Int32Array(segments.reduce((n, s) => n + s.packed.length, 0));
+    let at = 0;
+    const steps = segments.map((s) => {
+      plan.set(s.packed, at);
+      at += s.packed.length;
+      return { at: at - s.packed.length, B: s.B, P: s.P };
+    });
+    const named = namedArrays(params);
+    const pmv = new Float32Array(3 * this.#n);
+    pmv.set(this.#flatten(named.map(([, a]) => a)));
+    pmv.set(this.#flatten(this.#state.adam.m), this.#n);
+    pmv.set(this.#flatten(this.#state.adam.v), 2 * this.#n);
+    try {
+      const r = await runEpochGpu(device, spec, plan, steps, pmv);
+      const n = this.#n;
+      this.#unflatten(r.pmv.subarray(0, n), named.map(([, a]) => a));
+      this.#unflatten(r.pmv.subarray(n, 2 * n), this.#state.adam.m);
+      this.#unflatten(r.pmv.subarray(2 * n, 3 * n), this.#state.adam.v);
+      this.#ranEpoch = r.stats;
+      return true;
+    } catch (e) {
+      this.#state.adam.step = step0;
+      epochKernel = false;
+      console.error(`webgpu: ${(e as Error).message}; epochs run through tfjs step by step instead`);
+      return false;
+    }
+  }
+
   /** Runs step k of the epoch planEpoch uploaded (the fused step, nothing uploaded or read back). */
   stepPlanned(k: number, opts: StepOptions): void {
     const { at, B, P } = this.#plan!.steps[k];
@@ -448,6 +526,12 @@ export class DeviceTraining {
    * computed, in step order: one readback for all of it. Frees the GPU copies.
    */
   async finish(): Promise<{ objective: number; losses: number[] }[]> {
+    if (this.#ranEpoch) {
+      const stats = this.#ranEpoch;
+      this.#ranEpoch = undefined;
+      this.dispose();
+      return stats;
+    }
     // the K-space kernels' whole outputs: slicing out each step's objective and losses as
     // the step ran would cost a dispatch per step
     const all = tf.tidy(() => {

@@ -555,6 +555,26 @@ export function kspaceEvalGpu(z: tf.Tensor, meta: tf.Tensor, params: tf.Tensor, 
   return tf.engine().makeTensorFromTensorInfo(info) as tf.Tensor1D;
 }
 
+/**
+ * The training step's K-space kernel as WGSL without tfjs's preamble (bindings `result`,
+ * `Z`, `Meta`, `Params`, the `uniforms` of KspaceProgram plus `NAN`, `localId`, and a
+ * `main(index)` called by every thread of one workgroup of KSPACE_GPU_LIMITS.users), for
+ * callers that bind it themselves (lib/train/epoch_gpu.ts).
+ */
+export const KSPACE_TRAIN_WGSL: string = HELPERS + TRAIN_MAIN;
+
+/** The uniforms the K-space training kernel reads, in tfjs's declaration syntax. */
+export const KSPACE_TRAIN_UNIFORMS =
+  "nB : i32, nK : i32, nT : i32, nPairs : i32, scratch : i32, personal : i32, firstOrder : i32, meanObj : i32, thetaOff : i32, rhoOff : i32, metaOff : i32, innerLr : f32, rpoRho : f32, rpoGamma : f32,";
+
+/** Scratch values per user of the training kernel (see scratchPerUser). */
+export function kspaceScratchPerUser(k: number, innerSteps: number): number {
+  return scratchPerUser(k, innerSteps);
+}
+
+/** The clip and Adam of clipAdamPackedGpu as WGSL without tfjs's preamble (bindings `result`, `G`, `Packed`, `PMV`). */
+export const CLIP_ADAM_PACKED_WGSL = `fn grad(i: i32) -> f32 { return G[i]; }\n${ONE_GROUP_CLIP_ADAM}`;
+
 /** tfjs-backend-webgpu's program description for the kernel (one workgroup of BMAX threads). */
 class KspaceProgram {
   outputShape: number[];
@@ -562,8 +582,7 @@ class KspaceProgram {
   dispatchLayout = { x: [0] };
   dispatch: [number, number, number] = [1, 1, 1];
   variableNames = ["Z", "Meta", "Params"];
-  uniforms =
-    "nB : i32, nK : i32, nT : i32, nPairs : i32, scratch : i32, personal : i32, firstOrder : i32, meanObj : i32, thetaOff : i32, rhoOff : i32, metaOff : i32, innerLr : f32, rpoRho : f32, rpoGamma : f32,";
+  uniforms = KSPACE_TRAIN_UNIFORMS;
   workgroupSize: [number, number, number] = [KSPACE_GPU_LIMITS.users, 1, 1];
   size = false;
   constructor(outLength: number) {
@@ -692,7 +711,7 @@ class ClipAdamPackedProgram {
     this.outputShape = [3 * n];
   }
   getUserCode(): string {
-    return `fn grad(i: i32) -> f32 { return G[i]; }\n${ONE_GROUP_CLIP_ADAM}`;
+    return CLIP_ADAM_PACKED_WGSL;
   }
 }
 

@@ -109,12 +109,16 @@ export async function trainEpoch(
     lrs.push(c.metaLr * lrFactor(state.step + lrs.length, total, warm));
   }
   try {
-    // on the GPU, where every step is fused, all steps' data go up at once
-    const planned = device?.planEpoch(batches, lrs, c.clipNorm) ?? false;
+    // on the GPU, where every step is fused: the whole epoch as one command buffer, or
+    // else all steps' data up at once and the steps through tfjs
+    const ran = (await device?.runEpoch(batches, lrs, c.clipNorm, opts)) ?? false;
+    const planned = !ran && (device?.planEpoch(batches, lrs, c.clipNorm) ?? false);
     for (const [k, batch] of batches.entries()) {
       lr = lrs[k];
       let res: { objective: number; losses: number[] } | undefined;
-      if (planned) device!.stepPlanned(k, opts);
+      if (ran) {
+        // done: the steps' objectives and losses come from finish()
+      } else if (planned) device!.stepPlanned(k, opts);
       else if (device?.fusable(batch)) {
         // nothing comes back per step: the objective and losses arrive with finish()
         device.stepOnGpu(batch, opts, lr, c.clipNorm);

@@ -9,7 +9,8 @@ import { prepareTasks } from "../../lib/run/run.ts";
 import { type EpochStats, initialState, makeTrainer, trainEpoch } from "../../lib/train/meta.ts";
 import { initPersonal } from "../../lib/train/personal_init.ts";
 import { KSPACE_GPU_LIMITS, kspaceGpuReady } from "../../lib/train/kspace_gpu.ts";
-import { setFusedSteps } from "../../lib/train/device.ts";
+import { setEpochKernel, setFusedSteps } from "../../lib/train/device.ts";
+import { epochGpuRuns } from "../../lib/train/epoch_gpu.ts";
 import type { EmbeddingStore } from "../../lib/store/store.ts";
 import { memStore, relErr } from "../helpers.ts";
 
@@ -23,11 +24,12 @@ async function train(
   config: TrainConfig,
   start: MrmParams,
   chunkBytes?: number,
-  step: "fused" | "fused, one-workgroup end" | "general" = "fused",
+  step: "fused" | "fused through tfjs" | "fused, one-workgroup end" | "general" = "fused",
 ) {
   await initBackend(backend);
   setResidentChunkBytes(chunkBytes);
   setFusedSteps(step !== "general", step === "fused, one-workgroup end");
+  setEpochKernel(step !== "fused through tfjs");
   const { seen } = prepareTasks(store, config);
   const state = initialState(structuredClone(start));
   const trainer = makeTrainer(seen, dim, config.tasksPerBatch);
@@ -39,11 +41,12 @@ async function train(
     await resident.ready;
     await verifyPairsGpu(resident);
   }
-  // count tensor readbacks while the epochs run
+  // count readbacks while the epochs run: tensors', and one per epoch run as one command buffer
   // deno-lint-ignore no-explicit-any
   const proto = tf.Tensor.prototype as any;
   const orig = proto.data;
   let readbacks = 0;
+  const runs0 = epochGpuRuns.count;
   const stats: EpochStats[] = [];
   proto.data = function (this: unknown, ...a: unknown[]) {
     readbacks++;
@@ -54,10 +57,20 @@ async function train(
   } finally {
     proto.data = orig;
     setFusedSteps(true);
+    setEpochKernel(true);
     setResidentChunkBytes(undefined);
     releaseResidentRows();
   }
-  return { state, stats, seen: seen.length, readbacks, steps: 3 * Math.ceil(seen.length / config.tasksPerBatch) };
+  const epochKernels = epochGpuRuns.count - runs0;
+  readbacks += epochKernels;
+  return {
+    state,
+    stats,
+    seen: seen.length,
+    readbacks,
+    epochKernels,
+    steps: 3 * Math.ceil(seen.length / config.tasksPerBatch),
+  };
 }
 
 const bigStore = memStore(150, dim, 9);
@@ -107,6 +120,7 @@ for (const { method, innerSteps, users, onGpu, hidden } of cases) {
       const three = await train(data, "webgpu", config, start, Math.ceil(data.n / 3) * dim * 4);
       const general = await train(data, "webgpu", config, start, undefined, "general");
       const oneGroup = await train(data, "webgpu", config, start, undefined, "fused, one-workgroup end");
+      const tfjsSteps = await train(data, "webgpu", config, start, undefined, "fused through tfjs");
       await initBackend("wasm");
       for (
         const [label, other] of [
@@ -114,6 +128,7 @@ for (const { method, innerSteps, users, onGpu, hidden } of cases) {
           ["3 chunks", three],
           ["general step", general],
           ["one-workgroup end", oneGroup],
+          ["fused steps through tfjs", tfjsSteps],
         ] as const
       ) {
         namedArrays(other.state.params).forEach(([name, x], i) =>
@@ -121,6 +136,12 @@ for (const { method, innerSteps, users, onGpu, hidden } of cases) {
         );
         assert.equal(other.readbacks, gpu.readbacks);
       }
+      // a fused one-layer model's epochs on the whole store or three chunks run as one
+      // command buffer each (lib/train/epoch_gpu.ts); the other variants go through tfjs
+      const fusedEpochs = onGpu && hidden.length === 1 ? 3 : 0;
+      assert.equal(gpu.epochKernels, fusedEpochs);
+      assert.equal(three.epochKernels, fusedEpochs);
+      for (const other of [chunked, general, oneGroup, tfjsSteps]) assert.equal(other.epochKernels, 0);
       // one readback per epoch to bring the host state up to date (and, through the host, one per step)
       // (a full step of more users than the kernel takes goes through the host; the leftover step does not)
       const expected = 3 * (1 + (onGpu ? 0 : Math.floor(gpu.seen / users)));
