@@ -13,6 +13,7 @@ import { initParams } from "../lib/model/params.ts";
 import { preset } from "../lib/presets.ts";
 import { prepareTasks } from "../lib/run/run.ts";
 import { kspaceGpuReady } from "../lib/train/kspace_gpu.ts";
+import { setEpochKernel } from "../lib/train/device.ts";
 import { initialState, makeTrainer, trainEpoch } from "../lib/train/meta.ts";
 import { timingStore } from "./_setup.ts";
 
@@ -23,7 +24,11 @@ const { seen, unseen } = prepareTasks(store, config);
 const all = [...seen, ...unseen];
 const trainer = makeTrainer(seen, store.dim, config.tasksPerBatch);
 const start = initParams(store.dim, { seed: 42 });
-const states = { wasm: initialState(structuredClone(start)), webgpu: initialState(structuredClone(start)) };
+const states = {
+  wasm: initialState(structuredClone(start)),
+  webgpu: initialState(structuredClone(start)),
+  "webgpu, steps through tfjs": initialState(structuredClone(start)),
+};
 const evalOpts = { innerLr: config.innerLr, innerSteps: config.evalInnerEpochs };
 if (hardware) {
   // the one-off set-up (the store's upload, the kernels' first compile) is not what is timed
@@ -45,6 +50,25 @@ for (const backend of ["wasm", "webgpu"] as const) {
       await trainEpoch(states[backend], store.embeddings, trainer, config);
     },
   });
+  if (backend === "webgpu") {
+    // the same epoch with its steps sent through tfjs one by one instead of one command buffer
+    Deno.bench({
+      name: `meta-training epoch, ${seen.length} seen users (webgpu, steps through tfjs)`,
+      group: "epoch",
+      ignore: !hardware,
+      n: 8,
+      warmup: 2,
+      fn: async () => {
+        await initBackend("webgpu");
+        setEpochKernel(false);
+        try {
+          await trainEpoch(states["webgpu, steps through tfjs"], store.embeddings, trainer, config);
+        } finally {
+          setEpochKernel(true);
+        }
+      },
+    });
+  }
   Deno.bench({
     name: `evaluation of all ${all.length} users (${backend})`,
     group: "evaluation",

@@ -340,10 +340,10 @@ export async function runEpochGpu(
     const encodeMs = performance.now() - t0;
     epochGpuRuns.encodeMs += encodeMs;
     scoped = false;
-    epochGpuRuns.count++;
     const [validation, memory] = await Promise.all([device.popErrorScope(), device.popErrorScope()]);
     const error = memory ?? validation;
     if (error) throw new Error(`the epoch's GPU work failed: ${error.message}`);
+    epochGpuRuns.count++;
     await Promise.all([readP.mapAsync(GPUMapMode.READ), readK.mapAsync(GPUMapMode.READ)]);
     const out = new Float32Array(readP.getMappedRange().slice(0));
     const ksOut = new Float32Array(readK.getMappedRange().slice(0));

@@ -163,3 +163,35 @@ for (const { method, innerSteps, users, onGpu, hidden } of cases) {
     },
   );
 }
+
+Deno.test("webgpu: an epoch whose command buffer the GPU rejects is said once and run through tfjs instead, with the same weights", async () => {
+  const config: TrainConfig = { ...preset("synthetic"), data: "mem", tasksPerBatch: 3, metaLr: 0.01 };
+  const start = initParams(dim, { hiddenSizes: [3], seed: 8 });
+  const fine = await train(store, "webgpu", config, start);
+  assert.equal(fine.epochKernels, 3);
+  await initBackend("webgpu");
+  // deno-lint-ignore no-explicit-any
+  const device = (tf.backend() as any).device;
+  const create = device.createBuffer.bind(device);
+  // the epoch's own buffers (labelled "mrm epoch ...") are refused: a validation error
+  device.createBuffer = (d: GPUBufferDescriptor) =>
+    create(d.label?.startsWith("mrm epoch") ? { ...d, size: device.limits.maxBufferSize + 1024 } : d);
+  const said: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => said.push(a.join(" "));
+  try {
+    const refused = await train(store, "webgpu", config, start);
+    assert.equal(refused.epochKernels, 0);
+    assert.equal(said.length, 1);
+    assert.match(said[0], /the epoch's GPU work failed: .*; epochs run through tfjs step by step instead/);
+    assert.equal(refused.state.adam.step, fine.state.adam.step);
+    namedArrays(refused.state.params).forEach(([name, x], i) =>
+      assert.ok(relErr(x, namedArrays(fine.state.params)[i][1]) < 1e-6, `${name}: through tfjs vs one command buffer`)
+    );
+  } finally {
+    device.createBuffer = create;
+    console.error = error;
+    setEpochKernel(true);
+    await initBackend("wasm");
+  }
+});
