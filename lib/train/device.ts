@@ -69,6 +69,13 @@ function stepLayout(batch: StepTask[]): { P: number; idx: Int32Array; meta: Int3
 }
 
 let fuseSteps = true, oneGroupEnd = false, planEpochs = true, epochKernel = true;
+/** the kinds of epoch whose command buffer was checked against the tfjs step (see runEpoch) */
+const checkedEpochs = new Set<string>();
+/**
+ * Those checks made in this process; each costs two readbacks and one runEpochGpu run
+ * (tests count round trips with it).
+ */
+export const epochChecks = { count: 0 };
 
 /**
  * Whether an epoch whose steps are all fused runs as one command buffer outside tfjs
@@ -339,7 +346,10 @@ export class DeviceTraining {
    * step size `lrs[k]`. Counts the epoch's Adam steps and brings the host state up to date
    * (one readback); finish() then only returns the steps' objectives and losses. Returns
    * false, changing nothing, where it does not apply, or where the GPU reported an error
-   * (said once on stderr; later epochs then go through tfjs). Call it first, before any step.
+   * (said once on stderr; later epochs then go through tfjs). The first epoch of each kind
+   * in a process first runs its first step both ways, as one command buffer and through
+   * the tfjs kernels, and goes on only if they agree (to 1e-5 relative): the kernels are the
+   * same WGSL, but their bindings here are not tfjs's. Call it first, before any step.
    */
   async runEpoch(batches: StepTask[][], lrs: number[], clipNorm: number, opts: StepOptions): Promise<boolean> {
     if (!epochKernel || !planEpochs || oneGroupEnd || !this.#fusable() || !batches.every((b) => this.fusable(b))) {
@@ -382,6 +392,30 @@ export class DeviceTraining {
     pmv.set(this.#flatten(this.#state.adam.m), this.#n);
     pmv.set(this.#flatten(this.#state.adam.v), 2 * this.#n);
     try {
+      // once per process and kind of epoch: its first step both ways, against the tfjs step
+      const key = `${chunks.length}_${K}_${spec.personal}_${spec.innerSteps}_${spec.firstOrder}_${spec.objective}`;
+      if (!checkedEpochs.has(key)) {
+        const one = await runEpochGpu(device, spec, plan, steps.slice(0, 1), pmv);
+        const up = uploadInt32(plan);
+        let theirs: Float32Array;
+        try {
+          this.#fusedStep(this.#store, up, steps[0].at, steps[0].B, steps[0].P, opts);
+          theirs = await this.#pmv.data() as Float32Array;
+        } finally {
+          up.dispose();
+          this.#stats.pop()?.out.dispose();
+          tf.tidy(() => this.#pmv.assign(tf.tensor1d(pmv)));
+        }
+        let num = 0, den = 0;
+        theirs.forEach((v, i) => {
+          num += (one.pmv[i] - v) ** 2;
+          den += v * v;
+        });
+        const rel = Math.sqrt(num / Math.max(den, 1e-30));
+        if (!(rel < 1e-5)) throw new Error(`the epoch kernel's first step differs from tfjs's by ${rel} (relative)`);
+        checkedEpochs.add(key);
+        epochChecks.count++;
+      }
       const r = await runEpochGpu(device, spec, plan, steps, pmv);
       const n = this.#n;
       this.#unflatten(r.pmv.subarray(0, n), named.map(([, a]) => a));
