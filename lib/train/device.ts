@@ -32,7 +32,7 @@ import {
   kspaceGpu,
   type KspaceGpuOptions,
 } from "./kspace_gpu.ts";
-import { epochGpuFits, runEpochGpu, STEP_NUMBERS, tfjsDevice } from "./epoch_gpu.ts";
+import { epochGpuFits, type EpochSpill, runEpochGpu, STEP_NUMBERS, tfjsDevice } from "./epoch_gpu.ts";
 
 const BETA1 = 0.9, BETA2 = 0.999, EPS = 1e-8;
 /** The numbers at the head of a step's upload (see step()). */
@@ -356,9 +356,15 @@ export class DeviceTraining {
       return false;
     }
     const chunks = residentBuffers(this.#store);
-    if (!chunks || this.#store.kept < this.#store.total || this.#stats.length > 0) return false;
+    if (!chunks || this.#stats.length > 0) return false;
     const params = this.#state.params, K = params.layers[0].out, device = tfjsDevice();
     const layouts = batches.map(stepLayout);
+    // a store kept in part: the steps in segments whose rows off the GPU fit a spill buffer
+    // of half a chunk (an out-of-memory refusal left one chunk's room); each step's rows
+    // renumbered to address it as the chunk after the resident ones
+    const step0Rows = layouts[0]?.idx.slice();
+    const spill = this.#store.kept < this.#store.total ? this.#spillSegments(layouts) : undefined;
+    if (spill === null) return false;
     const spec = {
       chunks,
       rowsPerChunk: this.#store.rowsPerChunk,
@@ -376,7 +382,7 @@ export class DeviceTraining {
       rpoRho: opts.rpoRho,
       rpoGamma: opts.rpoGamma,
     } as const;
-    if (!epochGpuFits(device, spec, Math.max(0, ...layouts.map((l) => l.P)))) return false;
+    if (!epochGpuFits(device, spec, Math.max(0, ...layouts.map((l) => l.P)), spill !== undefined)) return false;
     const step0 = this.#state.adam.step;
     const segments = layouts.map((l, k) => this.#segment(l, batches[k].length, lrs[k], clipNorm));
     const plan = new Int32Array(segments.reduce((n, s) => n + s.packed.length, 0));
@@ -395,14 +401,19 @@ export class DeviceTraining {
       // once per process and kind of epoch: its first step both ways, against the tfjs step
       const key = `${chunks.length}_${K}_${spec.personal}_${spec.innerSteps}_${spec.firstOrder}_${spec.objective}`;
       if (!checkedEpochs.has(key)) {
-        const one = await runEpochGpu(device, spec, plan, steps.slice(0, 1), pmv);
+        const first = spill && { rows: spill.rows, starts: [0], data: [spill.data[0]] };
+        const one = await runEpochGpu(device, spec, plan, steps.slice(0, 1), pmv, first);
         const up = uploadInt32(plan);
+        // the tfjs step reads the first step's rows off the GPU from a view that numbers
+        // them as the segment does (in order of first appearance)
+        const view = spillRows(this.#store, this.#embeddings, step0Rows);
         let theirs: Float32Array;
         try {
-          this.#fusedStep(this.#store, up, steps[0].at, steps[0].B, steps[0].P, opts);
+          this.#fusedStep(view.view, up, steps[0].at, steps[0].B, steps[0].P, opts);
           theirs = await this.#pmv.data() as Float32Array;
         } finally {
           up.dispose();
+          view.dispose();
           this.#stats.pop()?.out.dispose();
           tf.tidy(() => this.#pmv.assign(tf.tensor1d(pmv)));
         }
@@ -416,7 +427,7 @@ export class DeviceTraining {
         checkedEpochs.add(key);
         epochChecks.count++;
       }
-      const r = await runEpochGpu(device, spec, plan, steps, pmv);
+      const r = await runEpochGpu(device, spec, plan, steps, pmv, spill);
       const n = this.#n;
       this.#unflatten(r.pmv.subarray(0, n), named.map(([, a]) => a));
       this.#unflatten(r.pmv.subarray(n, 2 * n), this.#state.adam.m);
@@ -429,6 +440,39 @@ export class DeviceTraining {
       console.error(`webgpu: ${(e as Error).message}; epochs run through tfjs step by step instead`);
       return false;
     }
+  }
+
+  /**
+   * Splits an epoch's steps into segments whose rows off the GPU fit a spill buffer of half
+   * a chunk, renumbers those rows in `layouts` (in place) to kept + their position in the
+   * segment's spill, and gathers each segment's rows from the host. Null when one step alone
+   * needs more.
+   */
+  #spillSegments(layouts: { idx: Int32Array }[]): EpochSpill | null {
+    const { kept, dim: H } = this.#store, rows = Math.max(1, Math.floor(this.#store.rowsPerChunk / 2));
+    const starts: number[] = [], data: Float32Array[] = [];
+    let at = new Map<number, number>(), from = 0;
+    const close = (to: number) => {
+      const values = new Float32Array(at.size * H);
+      for (const [r, j] of at) values.set(this.#embeddings.subarray(r * H, (r + 1) * H), (j - kept) * H);
+      starts.push(from);
+      data.push(values);
+      for (let k = from; k < to; k++) {
+        const idx = layouts[k].idx;
+        idx.forEach((r, i) => idx[i] = r < kept ? r : at.get(r)!);
+      }
+      at = new Map();
+      from = to;
+    };
+    for (let k = 0; k < layouts.length; k++) {
+      const fresh = new Set<number>();
+      for (const r of layouts[k].idx) if (r >= kept && !at.has(r)) fresh.add(r);
+      if (fresh.size > rows) return null;
+      if (at.size + fresh.size > rows) close(k);
+      for (const r of layouts[k].idx) if (r >= kept && !at.has(r)) at.set(r, kept + at.size);
+    }
+    close(layouts.length);
+    return { rows, starts, data };
   }
 
   /** Runs step k of the epoch planEpoch uploaded (the fused step, nothing uploaded or read back). */

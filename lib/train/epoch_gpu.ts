@@ -197,18 +197,45 @@ function kernels(device: GPUDevice, chunks: number, k: number) {
 /** The most workgroups of one dimension a dispatch may have (WebGPU's default limit). */
 const MAX_GROUPS = 65535;
 
-/** Whether runEpochGpu takes an epoch of this shape (chunks bound with three more buffers; dispatch sizes). */
-export function epochGpuFits(device: GPUDevice, spec: Pick<EpochSpec, "chunks" | "n">, maxPairs: number): boolean {
+/**
+ * Whether runEpochGpu takes an epoch of this shape: the chunks (and the spill buffer, with
+ * `spill`) bound with three more buffers; dispatch sizes.
+ */
+export function epochGpuFits(
+  device: GPUDevice,
+  spec: Pick<EpochSpec, "chunks" | "n">,
+  maxPairs: number,
+  spill = false,
+): boolean {
   const buffers = device.limits?.maxStorageBuffersPerShaderStage ?? 8;
-  return spec.chunks.length + 3 <= buffers && maxPairs <= MAX_GROUPS && Math.ceil(spec.n / 64) <= MAX_GROUPS;
+  return spec.chunks.length + (spill ? 1 : 0) + 3 <= buffers && maxPairs <= MAX_GROUPS &&
+    Math.ceil(spec.n / 64) <= MAX_GROUPS;
+}
+
+/**
+ * For a store the GPU keeps only in part: the epoch's steps in runs ("segments") whose
+ * rows off the GPU fit one spill buffer of `rows` rows. Segment i covers steps
+ * [starts[i], starts[i + 1]) and uploads `data[i]` (its rows, H values each) into the spill
+ * buffer before its steps run; the steps' row numbers address the spill buffer as the
+ * chunk after the resident ones (row kept + j). Each segment is its own submit, so its
+ * upload lands after the previous segment's steps have read theirs.
+ */
+export interface EpochSpill {
+  /** rows the spill buffer holds (at most rowsPerChunk) */
+  rows: number;
+  /** first step of each segment */
+  starts: number[];
+  /** each segment's rows */
+  data: Float32Array[];
 }
 
 /**
  * Runs an epoch: `plan` holds every step's data (see EpochStep), `pmv` the parameters and
  * Adam's moments ([p, m, v], 3n values, the layout of DeviceTraining's buffers). Returns the
  * new [p, m, v], each step's objective and users' losses, and the host time spent building
- * and submitting the command buffer. Throws, with the GPU's message, on any validation or
- * out-of-memory error (nothing is then changed on the host).
+ * and submitting the command buffers. Throws, with the GPU's message, on any validation or
+ * out-of-memory error (nothing is then changed on the host). With `spill`, the store's
+ * rows past the resident chunks go up segment by segment (see EpochSpill).
  */
 export async function runEpochGpu(
   device: GPUDevice,
@@ -216,11 +243,16 @@ export async function runEpochGpu(
   plan: Int32Array,
   steps: EpochStep[],
   pmv: Float32Array,
+  spill?: EpochSpill,
 ): Promise<{ pmv: Float32Array; stats: { objective: number; losses: number[] }[]; encodeMs: number }> {
   const { k: K, n, dim: H } = spec;
   if (pmv.length !== 3 * n) throw new RangeError(`runEpochGpu: ${pmv.length} values for ${n} parameters`);
   if (steps.length === 0) return { pmv: pmv.slice(), stats: [], encodeMs: 0 };
-  const [pairs, ks, grad, adam] = await kernels(device, spec.chunks.length, K);
+  if (spill && (spill.rows > spec.rowsPerChunk || spill.starts[0] !== 0 || spill.starts.length !== spill.data.length)) {
+    throw new RangeError("runEpochGpu: a spill of more rows than a chunk, or segments that do not start at step 0");
+  }
+  const bound = spec.chunks.length + (spill ? 1 : 0);
+  const [pairs, ks, grad, adam] = await kernels(device, bound, K);
   const t0 = performance.now();
   const maxP = Math.max(1, ...steps.map((s) => s.P));
   const ksLen = (s: EpochStep) => kspaceOutputLength({ k: K, pairs: s.P, users: s.B, innerSteps: spec.innerSteps });
@@ -291,7 +323,8 @@ export async function runEpochGpu(
     device.queue.writeBuffer(pmvBufs[0], 0, pmv as Float32Array<ArrayBuffer>);
 
     const u = { buffer: uBuf, size: SLOT };
-    const chunks = spec.chunks.map((b) => ({ buffer: b }));
+    const spillBuf = spill && buffer(spill.rows * H * 4, S | CD, "mrm epoch spilled rows");
+    const chunks = [...spec.chunks, ...(spillBuf ? [spillBuf] : [])].map((b) => ({ buffer: b }));
     const group = (kern: Kernel, resources: GPUBufferBinding[]) =>
       device.createBindGroup({
         layout: kern.layout,
@@ -312,25 +345,33 @@ export async function runEpochGpu(
       group(adam, [{ buffer: pmvBufs[1 - i] }, { buffer: gBuf }, { buffer: planBuf }, { buffer: p }])
     );
 
-    const encoder = device.createCommandEncoder({ label: "mrm epoch" });
-    const pass = encoder.beginComputePass();
+    // one submit per segment (one in all without a spill), each after its rows' upload
+    const starts = spill?.starts ?? [0];
     const gradGroups = Math.ceil(n / 64);
-    steps.forEach((s, i) => {
-      const cur = i % 2, uo = i * SLOT, ko = i * ksStride;
-      pass.setPipeline(pairs.pipeline);
-      pass.setBindGroup(0, pairGroups[cur], [uo]);
-      pass.dispatchWorkgroups(s.P);
-      pass.setPipeline(ks.pipeline);
-      pass.setBindGroup(0, ksGroups[cur], [uo, ko]);
-      pass.dispatchWorkgroups(1);
-      pass.setPipeline(grad.pipeline);
-      pass.setBindGroup(0, gradGroup, [uo, ko]);
-      pass.dispatchWorkgroups(gradGroups);
-      pass.setPipeline(adam.pipeline);
-      pass.setBindGroup(0, adamGroups[cur], [uo]);
-      pass.dispatchWorkgroups(1);
+    let encoder!: GPUCommandEncoder;
+    starts.forEach((from, seg) => {
+      const to = starts[seg + 1] ?? steps.length;
+      if (seg > 0) device.queue.submit([encoder.finish()]);
+      if (spill) device.queue.writeBuffer(spillBuf!, 0, spill.data[seg] as Float32Array<ArrayBuffer>);
+      encoder = device.createCommandEncoder({ label: `mrm epoch, steps ${from}-${to - 1}` });
+      const pass = encoder.beginComputePass();
+      for (let i = from; i < to; i++) {
+        const s = steps[i], cur = i % 2, uo = i * SLOT, ko = i * ksStride;
+        pass.setPipeline(pairs.pipeline);
+        pass.setBindGroup(0, pairGroups[cur], [uo]);
+        pass.dispatchWorkgroups(s.P);
+        pass.setPipeline(ks.pipeline);
+        pass.setBindGroup(0, ksGroups[cur], [uo, ko]);
+        pass.dispatchWorkgroups(1);
+        pass.setPipeline(grad.pipeline);
+        pass.setBindGroup(0, gradGroup, [uo, ko]);
+        pass.dispatchWorkgroups(gradGroups);
+        pass.setPipeline(adam.pipeline);
+        pass.setBindGroup(0, adamGroups[cur], [uo]);
+        pass.dispatchWorkgroups(1);
+      }
+      pass.end();
     });
-    pass.end();
     const last = pmvBufs[steps.length % 2];
     const readP = buffer(3 * n * 4, GPUBufferUsage.MAP_READ | CD, "mrm epoch pmv readback");
     const readK = buffer(steps.length * ksStride, GPUBufferUsage.MAP_READ | CD, "mrm epoch stats readback");
