@@ -187,9 +187,10 @@ for (const [si, users] of sizes.entries()) {
         variant === "webgpu:one-group-end",
         variant !== "webgpu:per-step-upload" && variant !== "webgpu:write-upload",
       );
-      // "webgpu": an all-fused epoch is one command buffer (lib/train/epoch_gpu.ts); the
-      // other variants send the steps through tfjs
-      setEpochKernel(variant === "webgpu");
+      // "webgpu" and "webgpu:half-resident": an all-fused epoch is one command buffer (in
+      // runs, with half the store) (lib/train/epoch_gpu.ts); the other variants send the
+      // steps through tfjs
+      setEpochKernel(variant === "webgpu" || variant === "webgpu:half-resident");
       countUploads();
       // webgpu's one-off set-up, timed apart: the store's upload (synced by a one-value
       // readback) and the kernels' check
