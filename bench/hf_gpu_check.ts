@@ -9,7 +9,8 @@
  *     --configs webgpu:f16,webgpu:f32,wasm:f32
  *
  * Configs: `wgsl` (this toolkit's WGSL engine), `wgsl+k32` / `wgsl+n256` (the same with
- * larger GEMM tiles, see TILE_VARIANTS), `webgpu:f16|f32` and `wasm:f32` (onnxruntime-web).
+ * larger GEMM tiles, see TILE_VARIANTS), `wgsl+f16` (f16 GEMM arithmetic; variants combine,
+ * as in `wgsl+f16+n256`), `webgpu:f16|f32` and `wasm:f32` (onnxruntime-web).
  */
 import { parseArgs } from "node:util";
 import { HfEngine } from "../lib/encoder/hf/engine.ts";
@@ -85,7 +86,7 @@ const TILE_VARIANTS: Record<string, GemmTile[]> = {
 
 for (const c of values.configs!.split(",")) {
   const [spec, p] = c.split(":") as [string, Precision];
-  const [device, variant] = spec.split("+") as ["wasm" | "webgpu" | "wgsl", string | undefined];
+  const [device, ...variants] = spec.split("+") as ["wasm" | "webgpu" | "wgsl", ...string[]];
   const row: Record<string, unknown> = {
     device: spec,
     precision: p ?? "f32 (checkpoint weights widened in the shader)",
@@ -95,12 +96,17 @@ for (const c of values.configs!.split(",")) {
     const t0 = performance.now();
     let engine: HfEngine | WebGpuEngine;
     if (device === "wgsl") {
-      const e = await WebGpuEngine.load(values.model!, { profile: true, minWorkgroups: Number(values["min-wg"]) });
+      const e = await WebGpuEngine.load(values.model!, {
+        profile: true,
+        minWorkgroups: Number(values["min-wg"]),
+        gemmArith: variants.includes("f16") ? "f16" : "f32",
+      });
       e.profiling = false;
-      if (variant) {
+      for (const variant of variants.filter((v) => v !== "f16")) {
         if (!TILE_VARIANTS[variant]) throw new Error(`unknown tile variant ${variant}`);
         e.tiles = { plain: TILE_VARIANTS[variant], swiglu: e.tiles.swiglu };
       }
+      row.gemmArith = e.gemmArith;
       row.loadSeconds = e.loadSeconds;
       row.tiles = { plain: e.tiles.plain.map(tileName), swiglu: e.tiles.swiglu.map(tileName) };
       row.minWorkgroups = e.minWorkgroups;

@@ -14,7 +14,14 @@
  */
 import * as ort from "onnxruntime-web/webgpu";
 import { gpuAdapter } from "../lib/encoder/device.ts";
-import { GEMM_TILES, gemmShader, type GemmTile, SWIGLU_TILES, tileName } from "../lib/encoder/webgpu/shaders.ts";
+import {
+  GEMM_TILES,
+  type GemmArith,
+  gemmShader,
+  type GemmTile,
+  SWIGLU_TILES,
+  tileName,
+} from "../lib/encoder/webgpu/shaders.ts";
 import { DT, encodeModel, node, onnx, valueInfo } from "../lib/encoder/hf/onnx_build.ts";
 
 const hardware = await gpuAdapter();
@@ -53,8 +60,10 @@ const adapter: any = await (navigator as any).gpu.requestAdapter({ powerPreferen
 // GPU timestamps give each kernel's own time: a submit-and-wait round trip costs ~12 ms in Deno, more than
 // many of these products take, so the wall times below bound the GPU time from above only
 const stamps = adapter.features.has("timestamp-query");
+// with shader-f16, the default tiles also run with f16 arithmetic (k-slice sums in f16, see GemmArith)
+const f16 = adapter.features.has("shader-f16") && only !== "ort";
 const gpu = await adapter.requestDevice({
-  requiredFeatures: stamps ? ["timestamp-query"] : [],
+  requiredFeatures: [...(stamps ? ["timestamp-query"] : []), ...(f16 ? ["shader-f16"] : [])],
   requiredLimits: {
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
     maxBufferSize: adapter.limits.maxBufferSize,
@@ -85,21 +94,26 @@ for (const [name, N, K, fused] of SHAPES) {
     const Y = gpu.createBuffer({ size: M * N * 4, usage: 0x80 });
     const U = gpu.createBuffer({ size: 16, usage: 0x40 | 0x8 });
     gpu.queue.writeBuffer(U, 0, new Uint32Array([M, N, K, 0]));
-    const tiles = only === "ort" ? [] : [
-      ...(fused ? SWIGLU_TILES : GEMM_TILES),
-      ...(hardware ? (fused ? EXTRA_SWIGLU : EXTRA_TILES) : []),
+    const defaults = fused ? SWIGLU_TILES : GEMM_TILES;
+    const tiles: { t: GemmTile; arith: GemmArith }[] = only === "ort" ? [] : [
+      ...[...defaults, ...(hardware ? (fused ? EXTRA_SWIGLU : EXTRA_TILES) : [])].map((t) => ({
+        t,
+        arith: "f32" as GemmArith,
+      })),
+      ...(f16 ? defaults.map((t) => ({ t, arith: "f16" as GemmArith })) : []),
     ];
-    for (const t of tiles) {
-      const module = gpu.createShaderModule({ code: gemmShader("BF16", fused ? "swiglu" : "plain", t) });
+    for (const { t, arith } of tiles) {
+      const label = `wgsl ${arith === "f16" ? "f16 " : ""}${tileName(t)}`;
+      const module = gpu.createShaderModule({ code: gemmShader("BF16", fused ? "swiglu" : "plain", t, arith) });
       const pipeline = gpu.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
       const group_ = gpu.createBindGroup({
         layout: pipeline.getBindGroupLayout(0),
         entries: [U, X, W, Y, ...(fused ? [W] : [])].map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
       Deno.bench({
-        name: `wgsl ${tileName(t)}`,
+        name: label,
         group,
-        baseline: t === (fused ? SWIGLU_TILES : GEMM_TILES).at(-1),
+        baseline: t === defaults.at(-1) && arith === "f32",
         ...runs,
         async fn() {
           const enc = gpu.createCommandEncoder();
@@ -120,7 +134,7 @@ for (const [name, N, K, fused] of SHAPES) {
             await readback.mapAsync(1);
             const [a, b] = new BigUint64Array(readback.getMappedRange().slice(0));
             readback.unmap();
-            (gpuTimes[`${group} | wgsl ${tileName(t)}`] ??= { gflop: flops / 1e9, ms: [] }).ms.push(
+            (gpuTimes[`${group} | ${label}`] ??= { gflop: flops / 1e9, ms: [] }).ms.push(
               Number(b - a) / 1e6,
             );
             if (timesFile) Deno.writeTextFileSync(timesFile, JSON.stringify(gpuTimes));

@@ -12,6 +12,7 @@ import {
   attentionShader,
   GEMM_TILE,
   GEMM_TILES,
+  type GemmArith,
   gemmShader,
   LARGE_GEMM_TILES,
   pickTile,
@@ -105,6 +106,15 @@ for (const model of ["tiny-llama", "tiny-qwen3"]) {
   });
 }
 
+Deno.test("f16 GEMM arithmetic asks for shader-f16: refused, naming it, on an adapter without it", async () => {
+  const adapter = await navigator.gpu.requestAdapter();
+  if (adapter?.features.has("shader-f16")) return; // a GPU that has it runs it (bench/hf_gpu_check.ts, wgsl+f16)
+  await assert.rejects(
+    () => WebGpuEngine.load(`${FIX}tiny-qwen3`, { gemmArith: "f16" }),
+    /tiny-qwen3: f16 GEMM arithmetic needs an adapter with shader-f16, which this one lacks/,
+  );
+});
+
 Deno.test("weight loaders widen bf16, f16 and f32 exactly (as the GEMM, norm and rope kernels load them)", async () => {
   const gpu = await device();
   const values = Float32Array.from({ length: 64 }, (_, i) => (i - 31.5) * 0.37 * (i % 3 ? 1 : 1e-3));
@@ -164,11 +174,22 @@ Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a flo
   for (const dtype of ["BF16", "F16", "F32"] as WeightDtype[]) {
     const half = raw[dtype].length / 2, size = raw[dtype].BYTES_PER_ELEMENT;
     const W = buf(raw[dtype].subarray(0, half)), U = buf(raw[dtype].subarray(half));
-    // every tile on bf16 (the checkpoints' format); the loaders of f16 and f32 on the small tile
-    for (const t of dtype === "BF16" ? tiles : [GEMM_TILE]) {
+    // every tile on bf16 (the checkpoints' format); the loaders of f16 and f32 on the small
+    // tile; the f16-arithmetic kernel's structure (k-slice sums, in f32 here: this adapter
+    // has no shader-f16) on bf16 and the small tile (the larger ones take minutes to compile
+    // on a software adapter; MRM_LARGE_TILES=1 adds them)
+    const runs = [
+      ...(dtype === "BF16" ? tiles : [GEMM_TILE]).map((t) => ({ t, arith: "f32" as GemmArith })),
+      ...(dtype === "BF16" ? (large.length ? [...GEMM_TILES, ...SWIGLU_TILES] : [GEMM_TILE]) : []).map((t) => ({
+        t,
+        arith: "f16-structure" as GemmArith,
+      })),
+    ];
+    for (const { t, arith } of runs) {
       for (const kind of ["plain", "accumulate", "swiglu"] as const) {
         if (kind === "swiglu" && !SWIGLU_TILES.includes(t)) continue;
-        const code = gemmShader(dtype, kind === "swiglu" ? "swiglu" : "plain", t);
+        if (kind !== "swiglu" && arith !== "f32" && !GEMM_TILES.includes(t)) continue;
+        const code = gemmShader(dtype, kind === "swiglu" ? "swiglu" : "plain", t, arith);
         const Y = buf(y0), uni = buf(new Uint32Array([M, N, K, kind === "accumulate" ? 1 : 0]), 0x40 | 0x8);
         const bound = [uni, buf(x), W, Y, ...(kind === "swiglu" ? [U] : [])];
         const out = await runKernel(gpu, code, bound, [Math.ceil(N / t.bn), Math.ceil(M / t.bm)], Y, y0.byteLength);
@@ -182,7 +203,7 @@ Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a flo
             err = Math.max(err, Math.abs(out[m * N + n] - want));
           }
         }
-        assert.ok(err < 1e-4, `${dtype} ${tileName(t)} ${kind} (${size}-byte weights): max error ${err}`);
+        assert.ok(err < 1e-4, `${dtype} ${tileName(t)} ${kind} ${arith} (${size}-byte weights): max error ${err}`);
       }
     }
   }

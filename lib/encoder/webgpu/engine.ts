@@ -65,6 +65,12 @@ export interface WebGpuEngineOptions {
   tile?: GemmTile | "auto";
   /** the "auto" rule's threshold (about two workgroups per compute unit of a large GPU) @default 256 */
   minWorkgroups?: number;
+  /**
+   * the GEMMs' arithmetic: "f32", or "f16" (each k-slice's products summed in f16, then
+   * added in f32; needs an adapter with `shader-f16`; see GemmArith). Not yet timed on a GPU.
+   * @default "f32"
+   */
+  gemmArith?: "f32" | "f16";
   log?: (line: string) => void;
 }
 
@@ -97,6 +103,8 @@ export class WebGpuEngine implements EncoderEngine {
   tileUse: Record<string, number> = {};
   /** key rows per attention tile (16, or 8 where the adapter has less workgroup memory) */
   attentionKeys = 16;
+  /** the GEMMs' arithmetic (see WebGpuEngineOptions.gemmArith) */
+  gemmArith: "f32" | "f16" = "f32";
 
   private constructor(
     readonly spec: DecoderSpec,
@@ -118,7 +126,7 @@ export class WebGpuEngine implements EncoderEngine {
   /** Loads a Hugging Face folder onto the first WebGPU adapter. */
   static async load(
     dir: string,
-    { profile = false, log, tile = "auto", minWorkgroups = 256 }: WebGpuEngineOptions = {},
+    { profile = false, log, tile = "auto", minWorkgroups = 256, gemmArith = "f32" }: WebGpuEngineOptions = {},
   ): Promise<WebGpuEngine> {
     const spec = await readDecoderSpec(dir);
     const unsupported = wgslSupports(spec);
@@ -129,8 +137,11 @@ export class WebGpuEngine implements EncoderEngine {
     if (!adapter) throw new FormatError(dir, "no WebGPU adapter (the WebGPU engine needs a GPU)");
     const lim = adapter.limits;
     const features = profile && adapter.features.has("timestamp-query") ? ["timestamp-query"] : [];
+    if (gemmArith === "f16" && !adapter.features.has("shader-f16")) {
+      throw new FormatError(dir, "f16 GEMM arithmetic needs an adapter with shader-f16, which this one lacks");
+    }
     const gpu = await adapter.requestDevice({
-      requiredFeatures: features,
+      requiredFeatures: [...features, ...(gemmArith === "f16" ? ["shader-f16"] : [])],
       requiredLimits: {
         maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
         maxBufferSize: lim.maxBufferSize,
@@ -199,6 +210,7 @@ export class WebGpuEngine implements EncoderEngine {
       `${info.vendor ?? ""} ${info.description ?? ""}`.trim(),
     );
     engine.profiling = engine.canProfile;
+    engine.gemmArith = gemmArith;
     if (tile !== "auto") engine.tiles = { plain: [tile], swiglu: [tile] };
     engine.minWorkgroups = minWorkgroups;
     const smem = lim.maxComputeWorkgroupStorageSize;
@@ -338,7 +350,10 @@ export class WebGpuEngine implements EncoderEngine {
       const tile = choose("plain", N, K);
       steps.push({
         name: "gemm",
-        pipeline: this.pipeline(`gemm:${w.dtype}:${tileName(tile)}`, () => gemmShader(w.dtype, "plain", tile)),
+        pipeline: this.pipeline(
+          `gemm:${w.dtype}:${tileName(tile)}:${this.gemmArith}`,
+          () => gemmShader(w.dtype, "plain", tile, this.gemmArith),
+        ),
         buffers: [uni, X, w.buffer, Y],
         grid: [Math.ceil(N / tile.bn), Math.ceil(M / tile.bm), 1],
       });
@@ -373,7 +388,10 @@ export class WebGpuEngine implements EncoderEngine {
       const st = choose("swiglu", s.intermediate, D);
       steps.push({
         name: "gemm_swiglu",
-        pipeline: this.pipeline(`swiglu:${l.gate.dtype}:${tileName(st)}`, () => gemmShader(l.gate.dtype, "swiglu", st)),
+        pipeline: this.pipeline(
+          `swiglu:${l.gate.dtype}:${tileName(st)}:${this.gemmArith}`,
+          () => gemmShader(l.gate.dtype, "swiglu", st, this.gemmArith),
+        ),
         buffers: [u.gateUp, a.h, l.gate.buffer, a.act, l.up.buffer],
         grid: [Math.ceil(s.intermediate / st.bn), Math.ceil(M / st.bm), 1],
       });

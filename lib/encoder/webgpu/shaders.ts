@@ -115,6 +115,17 @@ fn ${name}q(i: u32) -> vec4<f32> { let v = ${name}[i]; ${widen} }`;
 const LANE = ["x", "y", "z", "w"];
 
 /**
+ * The GEMM's arithmetic: "f32" (the default: f32 tiles, every product added into an f32
+ * accumulator), or "f16": tiles in workgroup memory and the products of each k-slice
+ * summed in f16 (`shader-f16`; two f16 lanes per instruction), each slice's sum then
+ * added into the f32 accumulator, so at most `bk` products are ever summed in f16.
+ * "f16-structure" is the f16 kernel with f16 replaced by f32 (one alias line): what a
+ * software adapter without `shader-f16` can run, so the tests check the f16 kernel's
+ * structure there.
+ */
+export type GemmArith = "f32" | "f16" | "f16-structure";
+
+/**
  * Y[M,N] (=, +=) X[M,K] . W[N,K]^T, or for `swiglu` Y = silu(X.Wg^T) * (X.Wu^T).
  * Uniform p = (M, N, K, accumulate). K % bk == 0 and N % 4 == 0; M and N are
  * bounds-checked. Register-tiled and generated fully unrolled: every private value is a
@@ -124,8 +135,16 @@ const LANE = ["x", "y", "z", "w"];
  * one k-quad) of the next k-slice into registers while the current slice is multiplied,
  * and stores them transposed (k-major) so the inner loop reads vectors.
  */
-export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: GemmTile = GEMM_TILE): string {
+export function gemmShader(
+  dtype: WeightDtype,
+  kind: "plain" | "swiglu",
+  t: GemmTile = GEMM_TILE,
+  arith: GemmArith = "f32",
+): string {
   const { bm, bn, bk, tm, tn } = t;
+  // the tiles' and the slice sums' type: T (an alias) in the f16 kernels, f32 otherwise
+  const half = arith !== "f32", T = half ? "T" : "f32";
+  const toT = (v: string) => half ? `vec4<T>(${v})` : v;
   const tx = bn / tn, ty = bm / tm, threads = tx * ty;
   const bm4 = bm / 4, bn4 = bn / 4, bk4 = bk / 4;
   const two = kind === "swiglu";
@@ -134,14 +153,18 @@ export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: Gemm
   const lines: string[] = [];
   const out = (s: string) => lines.push(s);
   // declarations of the prefetch registers and accumulators
-  for (let l = 0; l < aRounds; l++) for (let i = 0; i < 4; i++) out(`  var ra${l}_${i} = vec4<f32>(0.0);`);
+  for (let l = 0; l < aRounds; l++) for (let i = 0; i < 4; i++) out(`  var ra${l}_${i} = vec4<${T}>(0.0);`);
   for (const m of mats) {
-    for (let l = 0; l < bRounds; l++) for (let i = 0; i < 4; i++) out(`  var r${m}${l}_${i} = vec4<f32>(0.0);`);
+    for (let l = 0; l < bRounds; l++) for (let i = 0; i < 4; i++) out(`  var r${m}${l}_${i} = vec4<${T}>(0.0);`);
   }
   for (let r = 0; r < tm; r++) {
     for (let j = 0; j < tn / 4; j++) {
       out(`  var acc${r}_${j} = vec4<f32>(0.0);`);
       if (two) out(`  var acd${r}_${j} = vec4<f32>(0.0);`);
+      if (half) {
+        out(`  var hcc${r}_${j} = vec4<T>(0.0);`);
+        if (two) out(`  var hcd${r}_${j} = vec4<T>(0.0);`);
+      }
     }
   }
   const fetch = (k0: string) => {
@@ -153,7 +176,9 @@ export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: Gemm
       s.push(`      let row = m0 + (q % ${bm4}u) * 4u; let kq = ${k0} / 4u + q / ${bm4}u;`);
       for (let i = 0; i < 4; i++) {
         s.push(
-          `      ra${l}_${i} = select(vec4<f32>(0.0), X[min(row + ${i}u, p.M - 1u) * K4 + kq], row + ${i}u < p.M);`,
+          `      ra${l}_${i} = ${
+            toT(`select(vec4<f32>(0.0), X[min(row + ${i}u, p.M - 1u) * K4 + kq], row + ${i}u < p.M)`)
+          };`,
         );
       }
       s.push(`    } }`);
@@ -165,8 +190,8 @@ export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: Gemm
       s.push(`      let col = n0 + (q % ${bn4}u) * 4u; let kq = ${k0} / 4u + q / ${bn4}u;`);
       for (let i = 0; i < 4; i++) {
         const idx = `min(col + ${i}u, p.N - 1u) * K4 + kq`, ok = `col + ${i}u < p.N`;
-        s.push(`      rB${l}_${i} = select(vec4<f32>(0.0), Wq(${idx}), ${ok});`);
-        if (two) s.push(`      rC${l}_${i} = select(vec4<f32>(0.0), Uq(${idx}), ${ok});`);
+        s.push(`      rB${l}_${i} = ${toT(`select(vec4<f32>(0.0), Wq(${idx}), ${ok})`)};`);
+        if (two) s.push(`      rC${l}_${i} = ${toT(`select(vec4<f32>(0.0), Uq(${idx}), ${ok})`)};`);
       }
       s.push(`    } }`);
     }
@@ -179,7 +204,7 @@ export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: Gemm
       s.push(`      let base = (q / ${w4}u) * ${4 * w4}u + q % ${w4}u;`);
       for (let c = 0; c < 4; c++) {
         const v = [0, 1, 2, 3].map((i) => `${reg}${l}_${i}.${LANE[c]}`).join(", ");
-        s.push(`      ${arr}[base + ${c * w4}u] = vec4<f32>(${v});`);
+        s.push(`      ${arr}[base + ${c * w4}u] = vec4<${T}>(${v});`);
       }
       s.push(`    } }`);
     };
@@ -195,16 +220,29 @@ export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: Gemm
       compute.push(`      let b${j} = Bs[${k * bn4}u + lid.x + ${j * tx}u];`);
       if (two) compute.push(`      let c${j} = Cs[${k * bn4}u + lid.x + ${j * tx}u];`);
     }
+    // f32: into the accumulators; f16: into the slice's sums (hcc, hcd)
+    const [sa, sd] = half ? ["hcc", "hcd"] : ["acc", "acd"];
     for (let i = 0; i < tm / 4; i++) {
       for (let r = 0; r < 4; r++) {
-        const a = `vec4<f32>(a${i}.${LANE[r]})`, row = i * 4 + r;
+        const a = `vec4<${T}>(a${i}.${LANE[r]})`, row = i * 4 + r;
         for (let j = 0; j < tn / 4; j++) {
-          compute.push(`      acc${row}_${j} = fma(${a}, b${j}, acc${row}_${j});`);
-          if (two) compute.push(`      acd${row}_${j} = fma(${a}, c${j}, acd${row}_${j});`);
+          compute.push(`      ${sa}${row}_${j} = fma(${a}, b${j}, ${sa}${row}_${j});`);
+          if (two) compute.push(`      ${sd}${row}_${j} = fma(${a}, c${j}, ${sd}${row}_${j});`);
         }
       }
     }
     compute.push(`    }`);
+  }
+  if (half) {
+    // the slice's sums into the f32 accumulators, and reset
+    for (let r = 0; r < tm; r++) {
+      for (let j = 0; j < tn / 4; j++) {
+        compute.push(`    acc${r}_${j} = acc${r}_${j} + vec4<f32>(hcc${r}_${j}); hcc${r}_${j} = vec4<T>(0.0);`);
+        if (two) {
+          compute.push(`    acd${r}_${j} = acd${r}_${j} + vec4<f32>(hcd${r}_${j}); hcd${r}_${j} = vec4<T>(0.0);`);
+        }
+      }
+    }
   }
   const write: string[] = [];
   for (let i = 0; i < tm / 4; i++) {
@@ -226,16 +264,21 @@ export function gemmShader(dtype: WeightDtype, kind: "plain" | "swiglu", t: Gemm
       write.push(`  } }`);
     }
   }
-  return `
+  const prelude = arith === "f16"
+    ? "enable f16;\nalias T = f16;\n"
+    : arith === "f16-structure"
+    ? "alias T = f32;\n"
+    : "";
+  return `${prelude}
 struct P { M: u32, N: u32, K: u32, accumulate: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
 ${weightQuads("W", 2, dtype)}
 @group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
 ${two ? weightQuads("U", 4, dtype) : ""}
-var<workgroup> As: array<vec4<f32>, ${bk * bm4}>;
-var<workgroup> Bs: array<vec4<f32>, ${bk * bn4}>;
-${two ? `var<workgroup> Cs: array<vec4<f32>, ${bk * bn4}>;` : ""}
+var<workgroup> As: array<vec4<${T}>, ${bk * bm4}>;
+var<workgroup> Bs: array<vec4<${T}>, ${bk * bn4}>;
+${two ? `var<workgroup> Cs: array<vec4<${T}>, ${bk * bn4}>;` : ""}
 
 @compute @workgroup_size(${tx}, ${ty})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
