@@ -242,10 +242,20 @@ export async function openComparisonStore(
   v: Record<string, string | boolean | string[] | undefined>,
   defaults: Partial<TrainConfig> = {},
 ): Promise<
-  { store: EmbeddingStore; truth?: SynthTruth; name: string; config: TrainConfig; backend: string; explicit: string[] }
+  {
+    store: EmbeddingStore;
+    truth?: SynthTruth;
+    name: string;
+    config: TrainConfig;
+    backend: string;
+    explicit: string[];
+    /** `--backend auto`: meta-trained runs take the backend the measured rule picks (lib/backend.ts) */
+    auto: boolean;
+  }
 > {
   const prefix = resolvePrefix(v as Record<string, string>, "data/emb/synthetic/prism");
   await requireStore(prefix, "synthetic");
+  const auto = (v.backend ?? "auto") === "auto";
   const backend = await initBackend((v.backend ?? "auto") as BackendName | "auto");
   const store = await loadStore(prefix);
   const truth = await readTruth(prefix, { meta: store.meta });
@@ -254,5 +264,13 @@ export async function openComparisonStore(
   const explicit = applyConfigFlags(config, v);
   config.data = prefix;
   const c = config.method === "mrm-p" ? personalConfig(config, explicit) : config;
-  return { store, truth, name, config: validateConfig(c), backend, explicit };
+  return {
+    store,
+    truth,
+    name,
+    config: validateConfig(c),
+    backend: auto ? `auto (${backend} first)` : backend,
+    explicit,
+    auto,
+  };
 }

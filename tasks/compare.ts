@@ -31,12 +31,13 @@ results.csv, users.csv, table.txt, accuracy.svg, users.svg (and fewshot.csv/.svg
   --linear_epochs N    epochs of bt/lore (default: --epochs)
   --linear_lr X        Adam lr of bt/lore (default 0.01)
   --out DIR            output folder
-  --backend cpu|wasm|webgpu
+  --backend auto|cpu|wasm|webgpu  (auto: the meta-trained methods on webgpu where the measured rule expects them to
+                   finish sooner, the rest on wasm; see README)
 Training flags pass through to the MRM variants (defaults of the synthetic preset shown):
 ${configHelp(preset("synthetic"))}`);
     return;
   }
-  const { store, truth, name, config, backend, explicit } = await openComparisonStore(v);
+  const { store, truth, name, config, backend, explicit, auto } = await openComparisonStore(v);
   const prefix = config.data;
   const repeat = v.repeat === undefined ? 1 : Number(v.repeat);
   if (!Number.isInteger(repeat) || repeat < 1) {
@@ -59,6 +60,7 @@ ${configHelp(preset("synthetic"))}`);
     log,
     linear: { epochs: num("linear_epochs"), lr: num("linear_lr") },
     explicit,
+    autoBackend: auto,
   });
   log.line(
     `\nwrote ${outDir}/{results.csv,users.csv,table.txt,accuracy.svg,users.svg${

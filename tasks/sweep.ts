@@ -34,7 +34,8 @@ reports its test accuracy beside the release setting's, with the hardest users' 
 Writes output/sweep/<timestamp>/{sweep.csv,users.csv,sweep.svg}.
   --data PREFIX        the store (default data/emb/synthetic/prism); --embed_pt/--meta_json work too
   --out DIR            output folder (default output/sweep/<timestamp>)
-  --backend NAME       cpu, wasm or webgpu (default: auto)
+  --backend NAME       auto, cpu, wasm or webgpu (default auto: each run on webgpu where the measured rule
+                       expects it to finish sooner, else wasm)
   --grid FLAG=V1,V2    repeatable; FLAG is a release flag name (hidden_layers values: 2 or 4-2)
   --preset NAME        base settings (default: synthetic with a .truth.json, else prism/reddit)
   --method mrm-p       sweep mrm-p around its own defaults (the reference row is then those defaults)
@@ -46,7 +47,7 @@ ${configHelp(preset("synthetic"))}`);
   for (const a of grid) {
     if (!CONFIG_FLAGS[a.flag]) throw new ConfigError(`--grid ${a.flag}: not a training flag (see --help)`);
   }
-  const { store, truth, name, config: base, backend } = await openComparisonStore(v, { valHoldout: 0.2 });
+  const { store, truth, name, config: base, backend, auto } = await openComparisonStore(v, { valHoldout: 0.2 });
   // every value of every axis is checked before the first run, not when its run comes up
   for (const a of grid) {
     for (const value of a.values) {
@@ -74,7 +75,7 @@ ${configHelp(preset("synthetic"))}`);
   log.line(
     `sweep on ${prefix}, preset ${name}, backend ${backend}, validation holdout ${base.valHoldout} -> ${outDir}`,
   );
-  const r = await runSweep(store, base, grid, release, apply, { outDir, log, truth });
+  const r = await runSweep(store, base, grid, release, apply, { outDir, log, truth, autoBackend: auto });
   log.line(
     `\nchosen on validation: ${r.chosen.name}: test overall ${(100 * r.chosen.overall).toFixed(1)} vs release ${
       (100 * r.release.overall).toFixed(1)

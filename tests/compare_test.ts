@@ -27,6 +27,11 @@ Deno.test("compare: every method on the same users, exact results header, users,
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /skipped rm: the store has no chosen_score\/rejected_score/);
   assert.match(r.out, /oracle/);
+  // --backend auto (the default): each meta-trained run is given a backend, with its reason
+  // (no hardware adapter here: wasm); the other methods say nothing
+  assert.match(r.out, /backend auto \(wasm first\)/);
+  const decisions = r.out.match(/ {3}backend wasm \(--backend auto: no hardware WebGPU adapter\)/g) ?? [];
+  assert.equal(decisions.length, 2 * 4, "mrm, mrm-p, maml and mrm-fo, two seeds each");
   const res = parseCsv(await Deno.readTextFile(`${out}/results.csv`));
   assert.equal(
     res[0].slice(0, 8).join(","),

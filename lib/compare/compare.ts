@@ -13,7 +13,8 @@ import { ConfigError } from "../errors.ts";
 import { type EvalResult, evaluate, evaluateProjected } from "../eval/evaluate.ts";
 import { oracleAccuracy } from "../eval/oracle.ts";
 import { writeFileAtomic } from "../fsutil.ts";
-import { projectAll } from "../model/project.ts";
+import { projectAll, releaseResidentRows } from "../model/project.ts";
+import { chooseBackend, initBackend } from "../backend.ts";
 import { personalConfig, type TrainConfig } from "../presets.ts";
 import { accuracyBarSpec, fewShotSpec, userDistributionSpec, writeChart } from "../report/charts.ts";
 import { meanStd, pct, table } from "../report/table.ts";
@@ -60,6 +61,12 @@ export interface CompareOptions {
   linear?: { epochs?: number; lr?: number };
   /** the config flags the user named: mrm-p keeps those and takes its own defaults for the rest */
   explicit?: string[];
+  /**
+   * `--backend auto`: each meta-trained method's run (training and its evaluation) takes
+   * the backend the measured rule picks for it (lib/backend.ts chooseBackend), the rest
+   * wasm; off, everything runs on the backend already initialized
+   */
+  autoBackend?: boolean;
 }
 
 /** The result: every run, the methods skipped (and why), and the few-shot users. */
@@ -131,18 +138,40 @@ async function runOne(
       firstOrder: method === "mrm-fo" || config.firstOrder,
     };
     const dir = `${opts.outDir}/runs/${method}_s${config.seed}`;
-    await runTraining(store, { ...c, logFreq: c.epochs, saveFreq: c.epochs }, { outDir: dir, log: opts.log });
-    const trainSeconds = (performance.now() - t0) / 1000;
-    const { params } = await loadCheckpoint(`${dir}/epoch_${c.epochs}.safetensors`);
-    result = await evaluate(params, store.embeddings, all, evalOpts);
-    if (few.length) {
-      const y = await projectAll(store.embeddings, store.dim, params.layers[0]);
-      fewshot = opts.shots!.map((s) => ({
-        shots: s,
-        acc: evaluateProjected(params, y, few, { ...evalOpts, shots: s }).unseen.mean,
-      }));
+    let onGpu = false;
+    if (opts.autoBackend) {
+      // one training run (its log_freq is its length: one evaluation) and this evaluation
+      const { backend, reason } = await chooseBackend("auto", {
+        epochs: c.epochs,
+        seenUsers: seen.length,
+        evaluations: 2,
+        users: all.length,
+        storeBytes: store.embeddings.byteLength,
+        oneLayer: c.hiddenSizes.length === 1,
+        usersPerStep: c.tasksPerBatch,
+      });
+      onGpu = backend === "webgpu";
+      opts.log.line(`   backend ${backend} (--backend auto: ${reason})`);
     }
-    return { method, seed: config.seed, result, trainSeconds, fewshot };
+    try {
+      await runTraining(store, { ...c, logFreq: c.epochs, saveFreq: c.epochs }, { outDir: dir, log: opts.log });
+      const trainSeconds = (performance.now() - t0) / 1000;
+      const { params } = await loadCheckpoint(`${dir}/epoch_${c.epochs}.safetensors`);
+      result = await evaluate(params, store.embeddings, all, evalOpts);
+      if (few.length) {
+        const y = await projectAll(store.embeddings, store.dim, params.layers[0]);
+        fewshot = opts.shots!.map((s) => ({
+          shots: s,
+          acc: evaluateProjected(params, y, few, { ...evalOpts, shots: s }).unseen.mean,
+        }));
+      }
+      return { method, seed: config.seed, result, trainSeconds, fewshot };
+    } finally {
+      if (onGpu) {
+        releaseResidentRows();
+        await initBackend("wasm");
+      }
+    }
   }
   if (method === "bt" || method === "lore") {
     const model = await trainLinear(store.embeddings, store.dim, seen, {

@@ -12,7 +12,9 @@ import { sweepSpec, writeChart } from "../report/charts.ts";
 import { pct, table } from "../report/table.ts";
 import { parseCsv, toCsv } from "../run/csv.ts";
 import type { RunLog } from "../run/log.ts";
-import { runTraining } from "../run/run.ts";
+import { prepareTasks, runTraining } from "../run/run.ts";
+import { chooseBackend, initBackend } from "../backend.ts";
+import { releaseResidentRows } from "../model/project.ts";
 import type { EmbeddingStore } from "../store/store.ts";
 
 /** One grid axis: a release flag name and its values (as typed). */
@@ -97,7 +99,13 @@ export async function runSweep(
   grid: GridAxis[],
   release: Record<string, string>,
   apply: (c: TrainConfig, setting: Record<string, string>) => TrainConfig,
-  { outDir, log, truth }: { outDir: string; log: RunLog; truth?: SynthTruth },
+  { outDir, log, truth, autoBackend = false }: {
+    outDir: string;
+    log: RunLog;
+    truth?: SynthTruth;
+    /** `--backend auto`: each setting's run on the backend the measured rule picks for it (lib/backend.ts) */
+    autoBackend?: boolean;
+  },
 ): Promise<SweepResult> {
   if (!(base.valHoldout > 0)) throw new ConfigError("a sweep needs --val_holdout > 0 to select without the test set");
   await Deno.mkdir(outDir, { recursive: true });
@@ -112,7 +120,29 @@ export async function runSweep(
     const dir = `${outDir}/runs/${String(i).padStart(2, "0")}`;
     log.line(`== [${i + 1}/${settings.length}] ${name}`);
     const t0 = performance.now();
-    await runTraining(store, { ...c, logFreq: c.epochs, saveFreq: c.epochs }, { outDir: dir, log });
+    let onGpu = false;
+    if (autoBackend) {
+      const { seen, unseen } = prepareTasks(store, c);
+      const { backend, reason } = await chooseBackend("auto", {
+        epochs: c.epochs,
+        seenUsers: seen.length,
+        evaluations: 1,
+        users: seen.length + unseen.length,
+        storeBytes: store.embeddings.byteLength,
+        oneLayer: c.hiddenSizes.length === 1,
+        usersPerStep: c.tasksPerBatch,
+      });
+      onGpu = backend === "webgpu";
+      log.line(`   backend ${backend} (--backend auto: ${reason})`);
+    }
+    try {
+      await runTraining(store, { ...c, logFreq: c.epochs, saveFreq: c.epochs }, { outDir: dir, log });
+    } finally {
+      if (onGpu) {
+        releaseResidentRows();
+        await initBackend("wasm");
+      }
+    }
     const [head, ...body] = parseCsv(await Deno.readTextFile(`${dir}/metrics.csv`));
     const last = Object.fromEntries(head.map((h, j) => [h, Number(body[body.length - 1][j])]));
     const [uh, ...ub] = parseCsv(await Deno.readTextFile(`${dir}/users.csv`));
