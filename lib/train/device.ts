@@ -68,6 +68,21 @@ function stepLayout(batch: StepTask[]): { P: number; idx: Int32Array; meta: Int3
   return { P, idx, meta };
 }
 
+/** Steps' data one after the other (see DeviceTraining's #segment), and where each starts. */
+function packSteps(segments: { packed: Int32Array; B: number; P: number }[]): {
+  plan: Int32Array;
+  steps: { at: number; B: number; P: number }[];
+} {
+  const plan = new Int32Array(segments.reduce((n, s) => n + s.packed.length, 0));
+  let at = 0;
+  const steps = segments.map((s) => {
+    plan.set(s.packed, at);
+    at += s.packed.length;
+    return { at: at - s.packed.length, B: s.B, P: s.P };
+  });
+  return { plan, steps };
+}
+
 let fuseSteps = true, oneGroupEnd = false, planEpochs = true, epochKernel = true;
 /** the kinds of epoch whose command buffer was checked against the tfjs step (see runEpoch) */
 const checkedEpochs = new Set<string>();
@@ -325,18 +340,9 @@ export class DeviceTraining {
   planEpoch(batches: StepTask[][], lrs: number[], clipNorm: number): boolean {
     if (!planEpochs || !this.#fusable() || !batches.every((b) => this.fusable(b))) return false;
     if (this.#store.kept < this.#store.total) return false;
-    const segments = batches.map((b, k) => this.#segment(stepLayout(b), b.length, lrs[k], clipNorm));
-    const all = new Int32Array(segments.reduce((n, s) => n + s.packed.length, 0));
-    let at = 0;
+    const { plan, steps } = packSteps(batches.map((b, k) => this.#segment(stepLayout(b), b.length, lrs[k], clipNorm)));
     this.#plan?.data.dispose();
-    this.#plan = {
-      data: uploadInt32(all),
-      steps: segments.map((s) => {
-        all.set(s.packed, at);
-        at += s.packed.length;
-        return { at: at - s.packed.length, B: s.B, P: s.P };
-      }),
-    };
+    this.#plan = { data: uploadInt32(plan), steps };
     return true;
   }
 
@@ -365,33 +371,19 @@ export class DeviceTraining {
     const step0Rows = layouts[0]?.idx.slice();
     const spill = this.#store.kept < this.#store.total ? this.#spillSegments(layouts) : undefined;
     if (spill === null) return false;
+    // the K-space kernel's settings as the tfjs steps use them (users, pairs and ranges vary by step)
+    const { users: _users, pairs: _pairs, metaOffset: _meta, ...kspace } = this.#kspaceOptions(0, 0, opts);
     const spec = {
+      ...kspace,
       chunks,
       rowsPerChunk: this.#store.rowsPerChunk,
       dim: this.#store.dim,
-      k: K,
       n: this.#n,
       small: this.#smallLen,
-      thetaAt: this.#offset.get("shared_weight")!,
-      rhoAt: params.priorLogPrecision !== undefined ? this.#offset.get("prior_log_precision")! : -1,
-      personal: params.priorLogPrecision !== undefined,
-      innerLr: opts.innerLr,
-      innerSteps: opts.innerSteps,
-      firstOrder: opts.firstOrder,
-      objective: opts.objective ?? "rpo",
-      rpoRho: opts.rpoRho,
-      rpoGamma: opts.rpoGamma,
-    } as const;
+    };
     if (!epochGpuFits(device, spec, Math.max(0, ...layouts.map((l) => l.P)), spill !== undefined)) return false;
     const step0 = this.#state.adam.step;
-    const segments = layouts.map((l, k) => this.#segment(l, batches[k].length, lrs[k], clipNorm));
-    const plan = new Int32Array(segments.reduce((n, s) => n + s.packed.length, 0));
-    let at = 0;
-    const steps = segments.map((s) => {
-      plan.set(s.packed, at);
-      at += s.packed.length;
-      return { at: at - s.packed.length, B: s.B, P: s.P };
-    });
+    const { plan, steps } = packSteps(layouts.map((l, k) => this.#segment(l, batches[k].length, lrs[k], clipNorm)));
     const named = namedArrays(params);
     const pmv = new Float32Array(3 * this.#n);
     pmv.set(this.#flatten(named.map(([, a]) => a)));

@@ -23,32 +23,37 @@ import {
   CLIP_ADAM_PACKED_WGSL,
   KSPACE_GPU_LIMITS,
   KSPACE_TRAIN_WGSL,
+  type KspaceGpuOptions,
   kspaceOutputLength,
   kspaceScratchPerUser,
 } from "./kspace_gpu.ts";
 
-/** What stays fixed over an epoch. */
-export interface EpochSpec {
+/**
+ * What stays fixed over an epoch: the store's chunks, the flat parameters' layout, and the
+ * K-space kernel's settings (as kspaceGpu takes them; `rhoOffset` counts only for mrm-p).
+ */
+export interface EpochSpec extends
+  Pick<
+    KspaceGpuOptions,
+    | "k"
+    | "personal"
+    | "innerLr"
+    | "innerSteps"
+    | "firstOrder"
+    | "objective"
+    | "rpoRho"
+    | "rpoGamma"
+    | "thetaOffset"
+    | "rhoOffset"
+  > {
   /** the resident store's chunk buffers, rows [c * rowsPerChunk, ...) in chunk c */
   chunks: GPUBuffer[];
   rowsPerChunk: number;
   /** columns H */
   dim: number;
-  /** the first layer's width K (the number of bases) */
-  k: number;
   /** parameters in the flat buffer: `small` values, then the first layer (K x H) */
   n: number;
   small: number;
-  /** offsets of shared_weight and prior_log_precision (-1: none) in the flat parameters */
-  thetaAt: number;
-  rhoAt: number;
-  personal: boolean;
-  innerLr: number;
-  innerSteps: number;
-  firstOrder: boolean;
-  objective: "rpo" | "mean";
-  rpoRho: number;
-  rpoGamma: number;
 }
 
 /** One step of the epoch's upload: its data start at `at` (numbers, user ranges, rows); B users, P pairs. */
@@ -278,8 +283,8 @@ export async function runEpochGpu(
       personal: spec.personal ? 1 : 0,
       firstOrder: spec.firstOrder ? 1 : 0,
       meanObj: spec.objective === "mean" ? 1 : 0,
-      thetaOff: spec.thetaAt,
-      rhoOff: spec.personal ? spec.rhoAt : 0,
+      thetaOff: spec.thetaOffset,
+      rhoOff: spec.personal ? spec.rhoOffset : 0,
       metaOff: s.at + STEP_NUMBERS,
       innerLr: spec.innerLr,
       rpoRho: spec.rpoRho,
@@ -287,8 +292,8 @@ export async function runEpochGpu(
       NAN: NaN,
       small: spec.small,
       width: K,
-      thetaAt: spec.thetaAt,
-      rhoAt: spec.rhoAt,
+      thetaAt: spec.thetaOffset,
+      rhoAt: spec.personal ? spec.rhoOffset : -1,
       n,
       numAt: s.at,
     };

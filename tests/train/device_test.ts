@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
 import { initParams, type MrmParams, namedArrays } from "../../lib/model/params.ts";
-import { releaseResidentRows, residentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
+import { releaseResidentRows, residentRows, setResidentChunkBytes, setUploadMode } from "../../lib/model/project.ts";
 import { verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
 import { preset, type TrainConfig } from "../../lib/presets.ts";
 import { prepareTasks } from "../../lib/run/run.ts";
@@ -30,6 +30,9 @@ async function train(
   setResidentChunkBytes(chunkBytes);
   setFusedSteps(step !== "general", step === "fused, one-workgroup end");
   setEpochKernel(step !== "fused through tfjs");
+  // the epoch's data through queue.writeBuffer (as a large epoch's go): its values are
+  // copied when uploaded, so they must be complete by then
+  const upload = setUploadMode(step === "fused through tfjs" ? "write" : "auto");
   const { seen } = prepareTasks(store, config);
   const state = initialState(structuredClone(start));
   const trainer = makeTrainer(seen, dim, config.tasksPerBatch);
@@ -58,6 +61,7 @@ async function train(
     proto.data = orig;
     setFusedSteps(true);
     setEpochKernel(true);
+    setUploadMode(upload);
     setResidentChunkBytes(undefined);
     releaseResidentRows();
   }
