@@ -3,6 +3,38 @@ import { type EmbeddingStore, type StoreMeta, writeStore } from "../lib/store/st
 import { generateSynthetic } from "../lib/data/synthetic.ts";
 import type { UserTask } from "../lib/data/tasks.ts";
 import { type StepTask, taskRows } from "../lib/train/step.ts";
+import * as tf from "@tensorflow/tfjs-core";
+import { residentRows } from "../lib/model/project.ts";
+import { verifyPairsGpu } from "../lib/model/pairs_gpu.ts";
+import { kspaceGpuReady } from "../lib/train/kspace_gpu.ts";
+
+/** Runs `f`, counting the tensor readbacks (data()) made while it runs. */
+export async function countReadbacks<T>(f: () => Promise<T>): Promise<{ value: T; readbacks: number }> {
+  // deno-lint-ignore no-explicit-any
+  const proto = tf.Tensor.prototype as any;
+  const orig = proto.data;
+  let readbacks = 0;
+  proto.data = function (this: unknown, ...a: unknown[]) {
+    readbacks++;
+    return orig.apply(this, a);
+  };
+  try {
+    return { value: await f(), readbacks };
+  } finally {
+    proto.data = orig;
+  }
+}
+
+/**
+ * The webgpu path's one-off checks, each reading back once (the kernels once per process,
+ * the pair kernel once per store), made before readbacks are counted.
+ */
+export async function gpuOneOffChecks(embeddings: Float32Array, dim: number): Promise<void> {
+  await kspaceGpuReady();
+  const resident = residentRows(embeddings, dim)!;
+  await resident.ready;
+  await verifyPairsGpu(resident);
+}
 
 /** A fresh temporary directory, removed by the returned cleanup. */
 export async function tempDir(): Promise<{ dir: string; [Symbol.asyncDispose](): Promise<void> }> {

@@ -1,15 +1,12 @@
 import assert from "node:assert/strict";
-import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
 import { type EvalOptions, type EvalResult, evaluate } from "../../lib/eval/evaluate.ts";
 import { initParams, type MrmParams } from "../../lib/model/params.ts";
-import { releaseResidentRows, residentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
-import { verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
+import { releaseResidentRows, setResidentChunkBytes } from "../../lib/model/project.ts";
 import { preset, type TrainConfig } from "../../lib/presets.ts";
 import { prepareTasks } from "../../lib/run/run.ts";
-import { kspaceGpuReady } from "../../lib/train/kspace_gpu.ts";
 import { initPersonal } from "../../lib/train/personal_init.ts";
-import { memStore } from "../helpers.ts";
+import { countReadbacks, gpuOneOffChecks, memStore } from "../helpers.ts";
 
 // 150 users (three workgroups of the evaluation kernel), H = 16
 const dim = 16;
@@ -22,23 +19,11 @@ const users = [...seen, ...unseen];
 async function onGpu(params: MrmParams, opts: EvalOptions, chunkBytes?: number) {
   await initBackend("webgpu");
   setResidentChunkBytes(chunkBytes);
-  // the one-off checks (the kernels per process, the pair kernel per store) read back once each
-  await kspaceGpuReady();
-  const resident = residentRows(store.embeddings, dim)!;
-  await resident.ready;
-  await verifyPairsGpu(resident);
-  // deno-lint-ignore no-explicit-any
-  const proto = tf.Tensor.prototype as any;
-  const orig = proto.data;
-  let readbacks = 0;
-  proto.data = function (this: unknown, ...a: unknown[]) {
-    readbacks++;
-    return orig.apply(this, a);
-  };
+  await gpuOneOffChecks(store.embeddings, dim);
   try {
-    return { result: await evaluate(params, store.embeddings, users, opts), readbacks };
+    const { value: result, readbacks } = await countReadbacks(() => evaluate(params, store.embeddings, users, opts));
+    return { result, readbacks };
   } finally {
-    proto.data = orig;
     setResidentChunkBytes(undefined);
     releaseResidentRows();
     await initBackend("wasm");

@@ -15,7 +15,7 @@ import { prepareTasks } from "../../lib/run/run.ts";
 import { setEpochKernel, setFusedSteps } from "../../lib/train/device.ts";
 import { epochGpuRuns } from "../../lib/train/epoch_gpu.ts";
 import { initialState, makeTrainer, trainEpoch } from "../../lib/train/meta.ts";
-import { memStore, relErr } from "../helpers.ts";
+import { countReadbacks, memStore, relErr } from "../helpers.ts";
 
 // a store of about 1,200 rows in chunks of 40; steps of 3 users need about 150 rows each
 const dim = 16, chunk = 40 * dim * 4;
@@ -88,20 +88,9 @@ Deno.test("webgpu: evaluation with part of the store on the GPU goes in groups a
   try {
     const whole = await evaluate(params, store.embeddings, users, opts);
     setResidentBudget(2 * chunk);
-    // deno-lint-ignore no-explicit-any
-    const proto = tf.Tensor.prototype as any;
-    const orig = proto.data;
-    let readbacks = 0;
-    proto.data = function (this: unknown, ...a: unknown[]) {
-      readbacks++;
-      return orig.apply(this, a);
-    };
-    let part;
-    try {
-      part = (await quietly(() => evaluate(params, store.embeddings, users, opts))).value;
-    } finally {
-      proto.data = orig;
-    }
+    const { value: part, readbacks } = await countReadbacks(async () =>
+      (await quietly(() => evaluate(params, store.embeddings, users, opts))).value
+    );
     assert.deepEqual(part, whole);
     // groups of users whose rows off the GPU fit a chunk (40 rows): about one user each,
     // less the kernel check's one readback

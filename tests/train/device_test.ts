@@ -2,17 +2,16 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { initBackend } from "../../lib/backend.ts";
 import { initParams, type MrmParams, namedArrays } from "../../lib/model/params.ts";
-import { releaseResidentRows, residentRows, setResidentChunkBytes, setUploadMode } from "../../lib/model/project.ts";
-import { verifyPairsGpu } from "../../lib/model/pairs_gpu.ts";
+import { releaseResidentRows, setResidentChunkBytes, setUploadMode } from "../../lib/model/project.ts";
 import { preset, type TrainConfig } from "../../lib/presets.ts";
 import { prepareTasks } from "../../lib/run/run.ts";
 import { type EpochStats, initialState, makeTrainer, trainEpoch } from "../../lib/train/meta.ts";
 import { initPersonal } from "../../lib/train/personal_init.ts";
-import { KSPACE_GPU_LIMITS, kspaceGpuReady } from "../../lib/train/kspace_gpu.ts";
+import { KSPACE_GPU_LIMITS } from "../../lib/train/kspace_gpu.ts";
 import { epochChecks, setEpochKernel, setFusedSteps } from "../../lib/train/device.ts";
 import { epochGpuRuns } from "../../lib/train/epoch_gpu.ts";
 import type { EmbeddingStore } from "../../lib/store/store.ts";
-import { memStore, relErr } from "../helpers.ts";
+import { countReadbacks, gpuOneOffChecks, memStore, relErr } from "../helpers.ts";
 
 const dim = 16;
 const store = memStore(24, dim, 8);
@@ -36,35 +35,21 @@ async function train(
   const { seen } = prepareTasks(store, config);
   const state = initialState(structuredClone(start));
   const trainer = makeTrainer(seen, dim, config.tasksPerBatch);
-  // the one-off checks (the kernels per process, the pair kernel per store) read back once
-  // each: not part of the epochs' count
-  if (backend === "webgpu") {
-    await kspaceGpuReady();
-    const resident = residentRows(store.embeddings, dim)!;
-    await resident.ready;
-    await verifyPairsGpu(resident);
-  }
+  if (backend === "webgpu") await gpuOneOffChecks(store.embeddings, dim);
   // count readbacks while the epochs run: tensors', and one per epoch run as one command buffer
-  // deno-lint-ignore no-explicit-any
-  const proto = tf.Tensor.prototype as any;
-  const orig = proto.data;
-  let readbacks = 0;
   const runs0 = epochGpuRuns.count, checks0 = epochChecks.count;
   const stats: EpochStats[] = [];
-  proto.data = function (this: unknown, ...a: unknown[]) {
-    readbacks++;
-    return orig.apply(this, a);
-  };
-  try {
-    for (let e = 0; e < 3; e++) stats.push(await trainEpoch(state, store.embeddings, trainer, config));
-  } finally {
-    proto.data = orig;
-    setFusedSteps(true);
-    setEpochKernel(true);
-    setUploadMode(upload);
-    setResidentChunkBytes(undefined);
-    releaseResidentRows();
-  }
+  let { readbacks } = await countReadbacks(async () => {
+    try {
+      for (let e = 0; e < 3; e++) stats.push(await trainEpoch(state, store.embeddings, trainer, config));
+    } finally {
+      setFusedSteps(true);
+      setEpochKernel(true);
+      setUploadMode(upload);
+      setResidentChunkBytes(undefined);
+      releaseResidentRows();
+    }
+  });
   // the first epoch of each kind in the process is checked against the tfjs step (two
   // readbacks, one of them a one-step epoch): a one-off, not part of the count
   const checks = epochChecks.count - checks0;
