@@ -37,38 +37,28 @@ if (hardware) {
   await kspaceGpuReady();
 }
 
-for (const backend of ["wasm", "webgpu"] as const) {
+// webgpu's epoch as one command buffer (the default), and with its steps sent through tfjs one by one
+for (const variant of ["wasm", "webgpu", "webgpu, steps through tfjs"] as const) {
+  const backend = variant === "wasm" ? "wasm" : "webgpu";
   Deno.bench({
-    name: `meta-training epoch, ${seen.length} seen users (${backend})`,
+    name: `meta-training epoch, ${seen.length} seen users (${variant})`,
     group: "epoch",
-    baseline: backend === "wasm",
+    baseline: variant === "wasm",
     ignore: !hardware,
     n: 8,
     warmup: 2,
     fn: async () => {
       await initBackend(backend);
-      await trainEpoch(states[backend], store.embeddings, trainer, config);
+      setEpochKernel(variant !== "webgpu, steps through tfjs");
+      try {
+        await trainEpoch(states[variant], store.embeddings, trainer, config);
+      } finally {
+        setEpochKernel(true);
+      }
     },
   });
-  if (backend === "webgpu") {
-    // the same epoch with its steps sent through tfjs one by one instead of one command buffer
-    Deno.bench({
-      name: `meta-training epoch, ${seen.length} seen users (webgpu, steps through tfjs)`,
-      group: "epoch",
-      ignore: !hardware,
-      n: 8,
-      warmup: 2,
-      fn: async () => {
-        await initBackend("webgpu");
-        setEpochKernel(false);
-        try {
-          await trainEpoch(states["webgpu, steps through tfjs"], store.embeddings, trainer, config);
-        } finally {
-          setEpochKernel(true);
-        }
-      },
-    });
-  }
+}
+for (const backend of ["wasm", "webgpu"] as const) {
   Deno.bench({
     name: `evaluation of all ${all.length} users (${backend})`,
     group: "evaluation",
