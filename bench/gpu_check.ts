@@ -23,7 +23,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { hasHardwareGpu, initBackend } from "../lib/backend.ts";
 import { evaluate } from "../lib/eval/evaluate.ts";
-import { initParams } from "../lib/model/params.ts";
+import { initParams, namedArrays } from "../lib/model/params.ts";
 import { preset } from "../lib/presets.ts";
 import { prepareTasks } from "../lib/run/run.ts";
 import { initialState, makeTrainer, trainEpoch } from "../lib/train/meta.ts";
@@ -242,7 +242,8 @@ for (const [si, users] of sizes.entries()) {
           waitMs: trips.waitMs - before.waitMs,
         };
       }
-      results[variant] = Array.from(state.params.layers[0].weight.subarray(0, 64));
+      // every trained array (the shared weight and mrm-p's prior included), one after another
+      results[variant] = namedArrays(state.params).flatMap(([, a]) => Array.from(a));
       const leaked = tf.memory().numTensors - tensorsBefore;
       const f = (x: number, d = 1) => x.toFixed(d);
       console.log(
@@ -277,15 +278,16 @@ for (const [si, users] of sizes.entries()) {
       });
       save();
     }
-    if (results.wasm && results.webgpu) {
-      const d = results.wasm.reduce((m, v, i) => Math.max(m, Math.abs(v - results.webgpu[i])), 0);
+    // every webgpu variant against wasm, over all trained values
+    for (const variant of Object.keys(results).filter((v) => v !== "wasm" && results.wasm)) {
+      const d = results.wasm.reduce((m, v, i) => Math.max(m, Math.abs(v - results[variant][i])), 0);
       const scale = results.wasm.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
       console.log(
-        `${method}: max |weight difference| wasm vs webgpu after 3 epochs: ${d.toExponential(2)} (weights up to ${
+        `${method}: max |weight difference| wasm vs ${variant} after 3 epochs: ${d.toExponential(2)} (values up to ${
           scale.toExponential(2)
         })`,
       );
-      report.push({ users, method, maxWeightDiff: d, weightScale: scale });
+      report.push({ users, method, variant, maxWeightDiff: d, weightScale: scale });
       save();
     }
     // let the store go before the next size is built
