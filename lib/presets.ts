@@ -65,6 +65,12 @@ export interface TrainConfig {
   ridge?: number;
   /** mrm-p: nuclear-norm strength of the low-rank start, as a multiple of the noise level */
   shrink?: number;
+  /**
+   * mrm-p: the low-rank start also fits the unseen users' train (support) pairs, never
+   * their test pairs. A different protocol from the release's, where unseen users are
+   * new to the shared model: results with it are not comparable (docs/method.md §8).
+   */
+  transductive?: boolean;
 }
 
 /**
@@ -225,6 +231,9 @@ export function validateConfig(c: TrainConfig): TrainConfig {
   if (c.method !== undefined && c.method !== "mrm" && c.method !== "mrm-p") {
     throw new ConfigError(`--method must be mrm or mrm-p, got ${c.method}`);
   }
+  if (c.transductive && c.method !== "mrm-p") {
+    throw new ConfigError("--transductive applies to --method mrm-p only (its low-rank start)");
+  }
   if (c.method === "mrm-p") {
     if (c.ridge === undefined || !(c.ridge > 0) || !Number.isFinite(c.ridge)) {
       throw new ConfigError(`--ridge must be a positive number, got ${c.ridge}`);
@@ -258,5 +267,7 @@ export function validateConfig(c: TrainConfig): TrainConfig {
 export function shortConfig(c: TrainConfig): string {
   return `k${c.hiddenSizes.join("-")}_ilr${c.innerLr}_mlr${c.metaLr}_in${c.trainInnerEpochs}_e${c.epochs}_s${c.seed}${
     c.firstOrder ? "_fo" : ""
-  }${c.objective === "mean" ? "_mean" : ""}${c.method === "mrm-p" ? `_p_r${c.ridge}` : ""}`;
+  }${c.objective === "mean" ? "_mean" : ""}${c.method === "mrm-p" ? `_p_r${c.ridge}` : ""}${
+    c.transductive ? "_t" : ""
+  }`;
 }

@@ -46,6 +46,11 @@ export const CONFIG_FLAGS: Record<string, { key: keyof TrainConfig; kind: Kind; 
     help: "mrm-p: multiplier of the estimated prior precisions (1: as estimated)",
   },
   shrink: { key: "shrink", kind: "number", help: "mrm-p: low-rank start's nuclear-norm strength / noise level" },
+  transductive: {
+    key: "transductive",
+    kind: "bool",
+    help: "mrm-p: the start also fits the unseen users' support pairs (not the release protocol; docs/method.md §8)",
+  },
   val_holdout: {
     key: "valHoldout",
     kind: "number",

@@ -1,5 +1,5 @@
 /** `deno task compare`: MRM against the alternatives on one store, same splits and evaluation. */
-import { METHODS, parseMethods, runCompare } from "../lib/compare/compare.ts";
+import { DEFAULT_METHODS, METHODS, parseMethods, runCompare } from "../lib/compare/compare.ts";
 import { ConfigError } from "../lib/errors.ts";
 import { preset } from "../lib/presets.ts";
 import { RunLog } from "../lib/run/log.ts";
@@ -24,8 +24,9 @@ results.csv, users.csv, table.txt, accuracy.svg, users.svg (and fewshot.csv/.svg
   --data PREFIX        store (default data/emb/synthetic/prism)
   --preset NAME        settings: prism, reddit, reddit100, synthetic (default: synthetic for stores
                        with a .truth.json, else prism or reddit by the store's split field)
-  --methods LIST       comma-separated (default: all; rm is skipped without scores, subspace
-                       without a truth file; mrm-p takes its own defaults for unnamed flags)
+  --methods LIST       comma-separated (default: all but mrm-pt; rm is skipped without scores, subspace
+                       without a truth file; mrm-p takes its own defaults for unnamed flags; mrm-pt is
+                       mrm-p whose start also fits the unseen users' support pairs, another protocol)
   --repeat N           seeds seed..seed+N-1 (default 1)
   --shots LIST         few-shot curve for unseen users, e.g. 5,10,20
   --linear_epochs N    epochs of bt/lore (default: --epochs)
@@ -52,7 +53,7 @@ ${configHelp(preset("synthetic"))}`);
   const log = new RunLog();
   log.line(`compare on ${prefix} (${store.n} rows, H=${store.dim}), preset ${name}, backend ${backend} -> ${outDir}`);
   await runCompare(store, config, {
-    methods: typeof v.methods === "string" ? parseMethods(v.methods) : [...METHODS],
+    methods: typeof v.methods === "string" ? parseMethods(v.methods) : [...DEFAULT_METHODS],
     seeds: Array.from({ length: repeat }, (_, i) => config.seed + i),
     outDir,
     shots,

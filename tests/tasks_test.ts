@@ -38,6 +38,7 @@ Deno.test("train: bad flags are refused naming the flag", async () => {
     [["--val_ratio", "1.5"], /--val_ratio must be in \(0, 1\)/],
     [["--backend", "tpu"], /--backend must be auto, cpu, wasm or webgpu/],
     [["--gpu_store_gib", "0"], /--gpu_store_gib expects a positive number of GiB, got '0'/],
+    [["--transductive"], /--transductive applies to --method mrm-p only/],
     [["--gpu_store_gib", "lots"], /--gpu_store_gib expects a positive number of GiB, got 'lots'/],
     [["--nonsense", "1"], /unknown flag '--nonsense' \(see --help\)/],
     [["--inner-lr", "1"], /unknown flag '--inner-lr'; did you mean --inner_lr\?/],

@@ -25,9 +25,14 @@ import { prepareTasks, runTraining } from "../run/run.ts";
 import type { EmbeddingStore } from "../store/store.ts";
 
 /** Every method, in the order tables list them. */
-export const METHODS = ["mrm", "mrm-p", "maml", "mrm-fo", "lore", "bt", "user", "rm", "subspace"] as const;
+export const METHODS = ["mrm", "mrm-p", "mrm-pt", "maml", "mrm-fo", "lore", "bt", "user", "rm", "subspace"] as const;
 /** A method name. */
 export type Method = typeof METHODS[number];
+/**
+ * The methods run when `--methods` is not given: all but `mrm-pt`, whose start also fits
+ * the unseen users' support pairs, a different protocol from the others'.
+ */
+export const DEFAULT_METHODS: Method[] = METHODS.filter((m) => m !== "mrm-pt");
 
 /** One method trained and evaluated with one seed. */
 export interface MethodRun {
@@ -130,13 +135,15 @@ async function runOne(
     }));
     return { method, seed: config.seed, result, trainSeconds, fewshot };
   }
-  if (method === "mrm" || method === "mrm-p" || method === "maml" || method === "mrm-fo") {
-    const c: TrainConfig = method === "mrm-p" ? personalConfig({ ...config, method: "mrm-p" }, opts.explicit) : {
-      ...config,
-      method: "mrm",
-      objective: method === "maml" ? "mean" : "rpo",
-      firstOrder: method === "mrm-fo" || config.firstOrder,
-    };
+  if (method === "mrm" || method === "mrm-p" || method === "mrm-pt" || method === "maml" || method === "mrm-fo") {
+    const c: TrainConfig = method === "mrm-p" || method === "mrm-pt"
+      ? personalConfig({ ...config, method: "mrm-p", transductive: method === "mrm-pt" }, opts.explicit)
+      : {
+        ...config,
+        method: "mrm",
+        objective: method === "maml" ? "mean" : "rpo",
+        firstOrder: method === "mrm-fo" || config.firstOrder,
+      };
     const dir = `${opts.outDir}/runs/${method}_s${config.seed}`;
     let onGpu = false;
     if (opts.autoBackend) {

@@ -169,6 +169,18 @@ function nonFinite(p: MrmParams): string | undefined {
   return namedArrays(p).find(([, a]) => a.some((v) => !Number.isFinite(v)))?.[0];
 }
 
+/**
+ * The users whose train pairs mrm-p's start fits: the seen users, and with `transductive`
+ * the unseen users too, through their train (support) positions only, never their test
+ * or validation pairs (initPersonal reads `train`).
+ */
+export function personalStartUsers(
+  tasks: { seen: UserTask[]; unseen: UserTask[] },
+  config: Pick<TrainConfig, "transductive">,
+): UserTask[] {
+  return config.transductive ? [...tasks.seen, ...tasks.unseen] : tasks.seen;
+}
+
 /** Trains, evaluates and checkpoints one run; returns its summary. */
 export async function runTraining(store: EmbeddingStore, config: TrainConfig, opts: RunOptions): Promise<RunSummary> {
   const { outDir } = opts;
@@ -349,7 +361,10 @@ async function startRun(
       }
     } else if (config.method === "mrm-p") {
       tasks = prepareTasks(store, config);
-      params = await initPersonal(store.embeddings, store.dim, tasks.seen, {
+      if (config.transductive) {
+        log.line(`mrm-p start: the seen users' train pairs and the ${tasks.unseen.length} unseen users' support pairs`);
+      }
+      params = await initPersonal(store.embeddings, store.dim, personalStartUsers(tasks, config), {
         k: config.hiddenSizes[0],
         ridge: config.ridge ?? MRM_P_DEFAULTS.ridge,
         shrink: config.shrink ?? MRM_P_DEFAULTS.shrink,

@@ -6,10 +6,12 @@ import { initBackend } from "../../lib/backend.ts";
 import { writeSynthetic } from "../../lib/data/synthetic.ts";
 import { loadStore } from "../../lib/store/store.ts";
 import { readTruth } from "../../lib/eval/oracle.ts";
-import { prepareTasks } from "../../lib/run/run.ts";
+import { personalStartUsers, prepareTasks } from "../../lib/run/run.ts";
+import type { UserTask } from "../../lib/data/tasks.ts";
+import { type MrmParams, namedArrays } from "../../lib/model/params.ts";
 import { preset } from "../../lib/presets.ts";
 import { initPersonal } from "../../lib/train/personal_init.ts";
-import { tempDir } from "../helpers.ts";
+import { memStore, tempDir } from "../helpers.ts";
 
 function randomMatrix(rows: number, cols: number, rng: PyRandom): Float64Array {
   return Float64Array.from({ length: rows * cols }, () => rng.normal());
@@ -190,4 +192,42 @@ Deno.test("fitLowRank: a non-finite pair difference stops the fit with an error,
   const { rows } = planted(6, 10, 5, 9);
   rows.d[17] = NaN;
   assert.throws(() => fitLowRank(rows, { iterations: 5 }), /non-finite/);
+});
+
+Deno.test("mrm-p --transductive: the start fits the unseen users' support pairs, never their test or validation pairs", async () => {
+  await initBackend("wasm");
+  const store = memStore(60, 16, 3);
+  const config = { ...preset("synthetic"), data: "mem", valHoldout: 0.2 };
+  const tasks = prepareTasks(store, config);
+  const opts = { k: 3, ridge: 1, shrink: 0.5, seed: 1 };
+  const start = (t: { seen: UserTask[]; unseen: UserTask[] }, transductive: boolean) =>
+    initPersonal(store.embeddings, 16, personalStartUsers(t, { transductive }), opts);
+  const flat = (p: MrmParams) => namedArrays(p).flatMap(([, a]) => Array.from(a));
+  // each unseen user's pairs in [positions] with chosen and rejected swapped
+  const swapped = (positions: (t: UserTask) => number[]) => ({
+    seen: tasks.seen,
+    unseen: tasks.unseen.map((t) => {
+      const chosen = t.chosen.slice(), rejected = t.rejected.slice();
+      for (const p of positions(t)) [chosen[p], rejected[p]] = [t.rejected[p], t.chosen[p]];
+      return { ...t, chosen, rejected };
+    }),
+  });
+  const base = flat(await start(tasks, true));
+  assert.ok(tasks.unseen.every((t) => t.test.length > 0) && tasks.seen.some((t) => t.val.length > 0));
+  // the unseen users' test labels flipped: the same start, to the bit
+  assert.deepEqual(flat(await start(swapped((t) => t.test), true)), base);
+  // their support labels flipped: another start (they are used) ...
+  assert.notDeepEqual(flat(await start(swapped((t) => t.train), true)), base);
+  // ... which the release protocol's start ignores
+  assert.deepEqual(flat(await start(swapped((t) => t.train), false)), flat(await start(tasks, false)));
+  // the seen users' validation pairs are not fitted either
+  const seenVal = {
+    seen: tasks.seen.map((t) => {
+      const chosen = t.chosen.slice(), rejected = t.rejected.slice();
+      for (const p of t.val) [chosen[p], rejected[p]] = [t.rejected[p], t.chosen[p]];
+      return { ...t, chosen, rejected };
+    }),
+    unseen: tasks.unseen,
+  };
+  assert.deepEqual(flat(await start(seenVal, true)), base);
 });
