@@ -165,7 +165,10 @@ async function runOne(
       const trainSeconds = (performance.now() - t0) / 1000;
       const { params } = await loadCheckpoint(`${dir}/epoch_${c.epochs}.safetensors`);
       result = await evaluate(params, store.embeddings, all, evalOpts);
-      if (few.length) {
+      if (few.length && method === "mrm-pt") {
+        // its start fitted every unseen user's train pairs, more than a curve's s shots
+        opts.log.line("   mrm-pt: no few-shot curve (its start saw all of each unseen user's train pairs)");
+      } else if (few.length) {
         const y = await projectAll(store.embeddings, store.dim, params.layers[0]);
         fewshot = opts.shots!.map((s) => ({
           shots: s,
