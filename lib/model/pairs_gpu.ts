@@ -153,11 +153,14 @@ class ProjectPairsProgram {
 var<workgroup> red: array<f32, ${64 * w}>;
 ${rowReader(this.chunks)}
 fn main(index: i32) {
+  // a workgroup past the last pair (the dispatch's rounding) computes the last pair again
+  // and writes nothing: an early return before the barriers below would break WGSL's
+  // uniformity rule (p comes from a private copy of workgroup_id)
   let p = i32(workgroupId.y * numWorkgroups.x + workgroupId.x);
+  let q = min(p, uniforms.pairs - 1);
   let t = i32(localId.x);
-  if (p >= uniforms.pairs) { return; }
-  let c = u32(Packed[uniforms.rowsAt + p]);
-  let r = u32(Packed[uniforms.rowsAt + uniforms.pairs + p]);
+  let c = u32(Packed[uniforms.rowsAt + q]);
+  let r = u32(Packed[uniforms.rowsAt + uniforms.pairs + q]);
   let H = uniforms.dim;
 ${j.map((k) => `  var a${k} = 0.0;`).join("\n")}
   for (var h = t; h < H; h += 64) {
@@ -172,7 +175,7 @@ ${j.map((k) => `      red[${k} * 64 + t] += red[${k} * 64 + t + s];`).join("\n")
     }
     workgroupBarrier();
   }
-  if (t < ${w}) { result[p * ${w} + t] = uniforms.scale * red[t * 64]; }
+  if (t < ${w} && p < uniforms.pairs) { result[p * ${w} + t] = uniforms.scale * red[t * 64]; }
 }
 `;
   }
