@@ -391,7 +391,8 @@ export class DeviceTraining {
     pmv.set(this.#flatten(this.#state.adam.v), 2 * this.#n);
     try {
       // once per process and kind of epoch: its first step both ways, against the tfjs step
-      const key = `${chunks.length}_${K}_${spec.personal}_${spec.innerSteps}_${spec.firstOrder}_${spec.objective}`;
+      const bound = chunks.length + (spill ? 1 : 0);
+      const key = `${bound}_${K}_${spec.personal}_${spec.innerSteps}_${spec.firstOrder}_${spec.objective}`;
       if (!checkedEpochs.has(key)) {
         const first = spill && { rows: spill.rows, starts: [0], data: [spill.data[0]] };
         const one = await runEpochGpu(device, spec, plan, steps.slice(0, 1), pmv, first);
