@@ -119,10 +119,11 @@ ${configHelp(config)}`);
         unseen: { mean: x.unseen_acc, worst10: x.unseen_worst10 },
         overall: { mean: x.overall_acc, worst10: NaN },
       });
+      const name = c.method === "mrm-p" ? (c.transductive ? "mrm-p --transductive" : "mrm-p") : "MRM";
       console.log(
         "\n" + table(accuracyHeader(), [
-          accuracyRow("MRM (best, on test)", fig(s.best)),
-          accuracyRow("MRM (last)", fig(s.last)),
+          accuracyRow(`${name} (best, on test)`, fig(s.best)),
+          accuracyRow(`${name} (last)`, fig(s.last)),
           accuracyRow("oracle (true reward)", o),
         ]),
       );
