@@ -65,9 +65,10 @@ export interface EpochStep {
 
 /**
  * Epochs run by runEpochGpu in this process (each is one readback; tests count round
- * trips with it) and the host time spent building and submitting their commands, ms.
+ * trips with it), the host time spent building and submitting their commands, and, where
+ * the device has timestamp queries, the GPU time of their passes (ms).
  */
-export const epochGpuRuns = { count: 0, encodeMs: 0 };
+export const epochGpuRuns = { count: 0, encodeMs: 0, gpuMs: 0 };
 
 /** Numbers at the head of each step's data (DeviceTraining's layout). */
 export const STEP_NUMBERS = 10;
@@ -249,7 +250,9 @@ export async function runEpochGpu(
   steps: EpochStep[],
   pmv: Float32Array,
   spill?: EpochSpill,
-): Promise<{ pmv: Float32Array; stats: { objective: number; losses: number[] }[]; encodeMs: number }> {
+): Promise<
+  { pmv: Float32Array; stats: { objective: number; losses: number[] }[]; encodeMs: number; gpuMs?: number }
+> {
   const { k: K, n, dim: H } = spec;
   if (pmv.length !== 3 * n) throw new RangeError(`runEpochGpu: ${pmv.length} values for ${n} parameters`);
   if (steps.length === 0) return { pmv: pmv.slice(), stats: [], encodeMs: 0 };
@@ -313,6 +316,7 @@ export async function runEpochGpu(
   device.pushErrorScope("out-of-memory");
   device.pushErrorScope("validation");
   let scoped = true;
+  let stamps: GPUQuerySet | undefined;
   try {
     const uBuf = buffer(uniforms.byteLength, GPUBufferUsage.UNIFORM | CD, "mrm epoch uniforms");
     const planBuf = buffer(plan.byteLength, S | CD, "mrm epoch plan");
@@ -350,8 +354,12 @@ export async function runEpochGpu(
       group(adam, [{ buffer: pmvBufs[1 - i] }, { buffer: gBuf }, { buffer: planBuf }, { buffer: p }])
     );
 
-    // one submit per segment (one in all without a spill), each after its rows' upload
+    // one submit per segment (one in all without a spill), each after its rows' upload;
+    // each segment's pass timed on the GPU where the device can
     const starts = spill?.starts ?? [0];
+    if (device.features?.has("timestamp-query")) {
+      stamps = device.createQuerySet({ type: "timestamp", count: 2 * starts.length });
+    }
     const gradGroups = Math.ceil(n / 64);
     let encoder!: GPUCommandEncoder;
     starts.forEach((from, seg) => {
@@ -359,7 +367,13 @@ export async function runEpochGpu(
       if (seg > 0) device.queue.submit([encoder.finish()]);
       if (spill) device.queue.writeBuffer(spillBuf!, 0, spill.data[seg] as Float32Array<ArrayBuffer>);
       encoder = device.createCommandEncoder({ label: `mrm epoch, steps ${from}-${to - 1}` });
-      const pass = encoder.beginComputePass();
+      const pass = encoder.beginComputePass(
+        stamps
+          ? {
+            timestampWrites: { querySet: stamps, beginningOfPassWriteIndex: 2 * seg, endOfPassWriteIndex: 2 * seg + 1 },
+          }
+          : {},
+      );
       for (let i = from; i < to; i++) {
         const s = steps[i], cur = i % 2, uo = i * SLOT, ko = i * ksStride;
         pass.setPipeline(pairs.pipeline);
@@ -382,6 +396,12 @@ export async function runEpochGpu(
     const readK = buffer(steps.length * ksStride, GPUBufferUsage.MAP_READ | CD, "mrm epoch stats readback");
     encoder.copyBufferToBuffer(last, 0, readP, 0, 3 * n * 4);
     encoder.copyBufferToBuffer(ksBuf, 0, readK, 0, steps.length * ksStride);
+    const readT = stamps && buffer(16 * starts.length, GPUBufferUsage.MAP_READ | CD, "mrm epoch timestamps");
+    if (stamps) {
+      const resolved = buffer(16 * starts.length, GPUBufferUsage.QUERY_RESOLVE | CS, "mrm epoch timestamps resolved");
+      encoder.resolveQuerySet(stamps, 0, 2 * starts.length, resolved, 0);
+      encoder.copyBufferToBuffer(resolved, 0, readT!, 0, 16 * starts.length);
+    }
     device.queue.submit([encoder.finish()]);
     const encodeMs = performance.now() - t0;
     epochGpuRuns.encodeMs += encodeMs;
@@ -390,20 +410,28 @@ export async function runEpochGpu(
     const error = memory ?? validation;
     if (error) throw new Error(`the epoch's GPU work failed: ${error.message}`);
     epochGpuRuns.count++;
-    await Promise.all([readP.mapAsync(GPUMapMode.READ), readK.mapAsync(GPUMapMode.READ)]);
+    await Promise.all([readP, readK, ...(readT ? [readT] : [])].map((b) => b.mapAsync(GPUMapMode.READ)));
     const out = new Float32Array(readP.getMappedRange().slice(0));
     const ksOut = new Float32Array(readK.getMappedRange().slice(0));
+    let gpuMs: number | undefined;
+    if (readT) {
+      const t = new BigUint64Array(readT.getMappedRange().slice(0));
+      gpuMs = 0;
+      for (let i = 0; i < starts.length; i++) gpuMs += Number(t[2 * i + 1] - t[2 * i]) / 1e6;
+      epochGpuRuns.gpuMs += gpuMs;
+    }
     const stats = steps.map((s, i) => {
       const at = i * ksStride / 4 + s.P * K + 2 * K;
       return { objective: ksOut[at], losses: Array.from(ksOut.subarray(at + 1, at + 1 + s.B)) };
     });
-    return { pmv: out, stats, encodeMs };
+    return { pmv: out, stats, encodeMs, gpuMs };
   } catch (e) {
     // an exception before the scopes were popped leaves them pushed
     if (scoped) await Promise.all([device.popErrorScope(), device.popErrorScope()]).catch(() => {});
     throw e;
   } finally {
     made.forEach((b) => b.destroy());
+    stamps?.destroy();
   }
 }
 
