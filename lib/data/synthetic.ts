@@ -13,6 +13,7 @@ import type { StoreMeta } from "../store/store.ts";
 import { writeStore } from "../store/store.ts";
 import { writeFileAtomic } from "../fsutil.ts";
 import { PyRandom } from "./rng.ts";
+import { rowCount } from "../util/rows.ts";
 
 /** Generator settings. */
 export interface SynthOptions {
@@ -224,7 +225,7 @@ export async function writeSynthetic(
   });
   await writeFileAtomic(`${prefix}.truth.json`, JSON.stringify(truth));
   const pairs = Object.values(meta).reduce((s, l) => s + l.length, 0);
-  return { rows: embeddings.length / opts.dim, pairs, truth };
+  return { rows: rowCount(embeddings, opts.dim), pairs, truth };
 }
 
 /** The presets the `synth` task offers. */

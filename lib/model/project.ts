@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { INPUT_SCALE, type Layer } from "./params.ts";
+import { rowCount } from "../util/rows.ts";
 
 /** [out, in] row-major -> [in, out] row-major, scaled. */
 export function transposeScaled(l: Layer, scale: number): Float32Array {
@@ -157,7 +158,7 @@ function keepChunks(
   buffers: GPUBuffer[],
   ready: Promise<void>,
 ): ResidentStore {
-  const total = embeddings.length / dim, kept = Math.min(total, buffers.length * rowsPerChunk);
+  const total = rowCount(embeddings, dim), kept = Math.min(total, buffers.length * rowsPerChunk);
   const chunks = buffers.map((buffer, c) => {
     const m = Math.min(rowsPerChunk, total - c * rowsPerChunk);
     return tf.keep(tf.tensor({ buffer, zeroCopy: true }, [m, dim], "float32") as tf.Tensor2D);
@@ -177,12 +178,19 @@ export function residentRows(embeddings: Float32Array, dim: number): ResidentSto
   if (tf.getBackend() !== "webgpu" || embeddings.length === 0) return undefined;
   if (resident?.key === embeddings && resident.store.dim === dim) return resident.store;
   const device = gpuDevice();
-  const rows = embeddings.length / dim, rowsPerChunk = chunkRows(device, dim);
+  const rows = rowCount(embeddings, dim), rowsPerChunk = chunkRows(device, dim);
   if (rowsPerChunk < 1) return undefined;
   const count = Math.min(
     Math.ceil(rows / rowsPerChunk),
     budgetBytes === undefined ? Infinity : Math.floor(budgetBytes / (rowsPerChunk * dim * 4)),
   );
+  if (!(count >= 1)) {
+    throw new Error(
+      `residentRows: no chunk to keep (rows ${rows}, rows per chunk ${rowsPerChunk}, budget ${budgetBytes} B, ` +
+        `chunk cap ${chunkBytesOverride} B, binding ${device.limits?.maxStorageBufferBindingSize} B, ` +
+        `buffer ${device.limits?.maxBufferSize} B)`,
+    );
+  }
   releaseResidentRows();
   const buffers: GPUBuffer[] = [];
   device.pushErrorScope("out-of-memory");
@@ -211,7 +219,7 @@ export function residentRows(embeddings: Float32Array, dim: number): ResidentSto
  * for the run's own buffers). Undefined when fewer than two went up.
  */
 async function residentPrefix(embeddings: Float32Array, dim: number): Promise<ResidentStore | undefined> {
-  const device = gpuDevice(), rows = embeddings.length / dim, rowsPerChunk = chunkRows(device, dim);
+  const device = gpuDevice(), rows = rowCount(embeddings, dim), rowsPerChunk = chunkRows(device, dim);
   const buffers: GPUBuffer[] = [];
   for (let r = 0; r < rows; r += rowsPerChunk) {
     device.pushErrorScope("out-of-memory");
@@ -461,7 +469,7 @@ export async function projectAll(
   layer: Layer,
   { chunkRows = 512 }: { chunkRows?: number } = {},
 ): Promise<Float32Array> {
-  const n = embeddings.length / dim;
+  const n = rowCount(embeddings, dim);
   const out = new Float32Array(n * layer.out);
   const w = firstLayerTensor(layer);
   const store = await residentStore(embeddings, dim);

@@ -3,6 +3,7 @@ import { ConfigError } from "../errors.ts";
 import { baseOutputs } from "./head.ts";
 import { adaptWeights } from "./adapt.ts";
 import type { MrmParams } from "./params.ts";
+import { rowCount } from "../util/rows.ts";
 
 /** A meta-trained model with one user's adapted weights. */
 export interface UserModel {
@@ -41,7 +42,7 @@ function flatRows(name: string, x: Rows, dim: number): { data: Float32Array; n: 
       throw new ConfigError(`${name}: row ${Math.floor(i / dim)} holds a non-finite value (${data[i]})`);
     }
   }
-  return { data, n: data.length / dim };
+  return { data, n: rowCount(data, dim) };
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { FormatError } from "../errors.ts";
 import { writeChunksAtomic } from "../fsutil.ts";
+import { rowCount } from "../util/rows.ts";
 
 /** Element types this codec reads. */
 export type Dtype = "F32" | "F16" | "BF16";
@@ -282,7 +283,7 @@ export function decodeSafetensors(
     let data: Float32Array;
     if (info.dtype === "F32") data = new Float32Array(raw.buffer);
     else {
-      data = new Float32Array(raw.length / 2);
+      data = new Float32Array(rowCount(raw, 2));
       const half = new Uint16Array(raw.buffer);
       if (info.dtype === "F16") f16ToF32(half, data);
       else bf16ToF32(half, data);

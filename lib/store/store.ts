@@ -7,6 +7,7 @@ import { FormatError } from "../errors.ts";
 import { exists, writeFileAtomic } from "../fsutil.ts";
 import { torchTensors } from "./torch.ts";
 import { readHeader, readTensor, writeSafetensors } from "./safetensors.ts";
+import { elementCount, rowCount } from "../util/rows.ts";
 
 /** One preference pair of a user, as stored in `<prefix>.json`. */
 export interface PairEntry {
@@ -250,10 +251,10 @@ export async function writeStore(
   meta: StoreMeta,
   { dtype = "F32", info = {} }: { dtype?: "F32" | "F16" | "BF16"; info?: Record<string, string> } = {},
 ): Promise<void> {
-  if (embeddings.length % dim !== 0) {
-    throw new Error(`writeStore: ${embeddings.length} values are not a multiple of H=${dim}`);
+  const n = rowCount(embeddings, dim);
+  if (!Number.isInteger(n)) {
+    throw new Error(`writeStore: ${elementCount(embeddings)} values are not a multiple of H=${dim}`);
   }
-  const n = embeddings.length / dim;
   validateStoreMeta(`${prefix}.json`, meta, n);
   const dir = prefix.includes("/") ? prefix.slice(0, prefix.lastIndexOf("/")) : ".";
   await Deno.mkdir(dir, { recursive: true });

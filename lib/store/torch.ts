@@ -9,6 +9,7 @@
  */
 import { FormatError } from "../errors.ts";
 import { bf16ToF32, f16ToF32 } from "./safetensors.ts";
+import { rowCount } from "../util/rows.ts";
 
 /** A tensor from a torch file, widened to float32. */
 export interface TorchTensor {
@@ -175,7 +176,7 @@ function unpickle(pkl: Uint8Array, name: string, storage: (s: Storage) => Uint8A
   };
   const viewed = new Set<string>();
   const tensorFrom = (st: Storage, offset: number, size: number[], stride: number[]): TorchTensor => {
-    const raw = storage(st), n = raw.length / ELEMENT_BYTES[st.dtype];
+    const raw = storage(st), n = rowCount(raw, ELEMENT_BYTES[st.dtype]);
     const count = size.reduce((a, b) => a * b, 1);
     let contiguous = true;
     for (let d = size.length - 1, expect = 1; d >= 0; expect *= size[d], d--) {
