@@ -5,7 +5,8 @@
  * onnxruntime-web webgpu EP vs wasm. Prints plain lines.
  * Usage: deno run -A bench/gpu_check.ts. Environment: USERS (store sizes in users,
  * 1000,10000 by default: PRISM size and 10x; H = 4096), METHODS (mrm, and mrm-p at the
- * first size; mrm,mrm-p by default), OUT=DIR writes gpu_check.json after every result,
+ * first size; mrm,mrm-p by default), VARIANTS (a comma-separated subset of each size's
+ * backends and variants: wasm, webgpu, webgpu:half-resident, ...), OUT=DIR writes gpu_check.json after every result,
  * SKIP_ENCODER=1 skips the encoder part. The stores come from bench/_setup.ts's
  * timingStore: the generator's users and pairs, rows filled with pseudo-random values.
  *
@@ -121,6 +122,7 @@ const out = Deno.env.get("OUT");
 const save = () => out && Deno.writeTextFileSync(`${out}/gpu_check.json`, JSON.stringify(report, null, 2) + "\n");
 const sizes = (Deno.env.get("USERS") ?? "1000,10000").split(",").map(Number);
 const methods = (Deno.env.get("METHODS") ?? "mrm,mrm-p").split(",");
+const watched = new WeakSet<GPUDevice>();
 for (const [si, users] of sizes.entries()) {
   let t0 = performance.now();
   const store = timingStore(users);
@@ -172,10 +174,23 @@ for (const [si, users] of sizes.entries()) {
         "webgpu:half-resident",
       ]
       : ["wasm", "webgpu", "webgpu:tfjs-steps", "webgpu:half-resident"];
+    // VARIANTS (comma-separated) runs only those of the list
+    const only = Deno.env.get("VARIANTS")?.split(",");
+    if (only) variants.splice(0, variants.length, ...variants.filter((v) => only.includes(v)));
     for (const variant of variants) {
       const backend = variant.startsWith("webgpu") ? "webgpu" : "wasm";
       try {
         await initBackend(backend);
+        // say at once if the GPU device is lost or reports an error nobody caught
+        // deno-lint-ignore no-explicit-any
+        const device = backend === "webgpu" ? (tf.backend() as any).device as GPUDevice : undefined;
+        if (device && !watched.has(device)) {
+          watched.add(device);
+          device.lost.then((info) => console.log(`GPU device lost (${info.reason}): ${info.message}`));
+          device.addEventListener("uncapturederror", (e) => {
+            console.log(`GPU error nobody caught: ${(e as GPUUncapturedErrorEvent).error.message}`);
+          });
+        }
       } catch (e) {
         console.log(`${backend}: unavailable (${(e as Error).message})`);
         continue;
@@ -197,8 +212,27 @@ for (const [si, users] of sizes.entries()) {
       const setup = { upload: 0, kernels: 0 };
       if (backend === "webgpu") {
         t0 = performance.now();
-        const resident = residentRows(store.embeddings, store.dim)!;
-        await tf.slice(resident.chunks.at(-1)!, [0, 0], [1, 1]).data();
+        let resident;
+        try {
+          resident = residentRows(store.embeddings, store.dim);
+        } catch (e) {
+          console.log(`${variant}: skipped: ${(e as Error).message}`);
+          continue;
+        }
+        // how the store went up: chunks, rows each, rows kept (of all)
+        console.log(
+          `${variant}: store on the GPU as ${
+            resident?.chunks.length ?? "no"
+          } chunks of ${resident?.rowsPerChunk} rows, ${resident?.kept} of ${resident?.total} rows kept`,
+        );
+        try {
+          await resident?.ready;
+          if (!resident?.chunks.length) throw new Error("no chunk kept");
+          await tf.slice(resident.chunks.at(-1)!, [0, 0], [1, 1]).data();
+        } catch (e) {
+          console.log(`${variant}: skipped, the store's upload failed: ${(e as Error).message}`);
+          continue;
+        }
         setup.upload = (performance.now() - t0) / 1000;
         t0 = performance.now();
         await kspaceGpuReady();
