@@ -144,12 +144,14 @@ export interface WorkPlan {
 
 /**
  * The rule `--backend auto` uses, from bench/gpu_check.ts on an NVIDIA H200 (wasm and
- * webgpu in one process, README "webgpu training on a GPU"):
- * - a webgpu epoch saves about 0.3 ms per seen user over wasm (0.24-0.38 ms measured at
- *   1,000 and 10,000 users) and costs about 15 ms more (the epoch's readback);
- * - an evaluation saves about 0.2 ms per user (0.25 s vs 0.025 s for 1,000 users);
- * - webgpu costs about 2 s once (the kernels' first compile and checks) and 0.4 s per GiB
- *   of store (the upload).
+ * webgpu in one process, README "webgpu training on a GPU"; bench/results/gpu_check_h200.json):
+ * - a webgpu epoch (one command buffer) saves about 0.35 ms per seen user over wasm
+ *   (0.38 ms measured at 1,000 users, 0.52 ms at 10,000, 0.7 ms for mrm-p) and costs
+ *   about 12 ms more (the epoch's one readback);
+ * - an evaluation saves about 0.25 ms per user (0.27 s vs 0.016 s for 1,000 users);
+ * - webgpu costs about 2.5 s once (the kernels' first compile and checks, the first
+ *   epoch's check against tfjs) and 0.45 s per GiB of store (the upload, and the first
+ *   epoch's larger check on a larger store).
  * So webgpu when a hardware adapter exists, the step is the fused one (one layer, at
  * most 64 users a step: a general GPU step is slower than wasm), and the savings exceed
  * the one-off cost.
@@ -162,8 +164,8 @@ export function autoRule(plan: WorkPlan, hardwareGpu: boolean): { backend: Backe
       reason: "webgpu's fused step needs a one-layer model and at most 64 users a step; its general step is slower",
     };
   }
-  const saved = plan.epochs * (3e-4 * plan.seenUsers - 0.015) + plan.evaluations * 2e-4 * plan.users;
-  const cost = 2 + 0.4 * plan.storeBytes / 2 ** 30;
+  const saved = plan.epochs * (3.5e-4 * plan.seenUsers - 0.012) + plan.evaluations * 2.5e-4 * plan.users;
+  const cost = 2.5 + 0.45 * plan.storeBytes / 2 ** 30;
   const why = `expected to save ${saved.toFixed(1)} s against ${
     cost.toFixed(1)
   } s of set-up (${plan.epochs} epochs x ${plan.seenUsers} seen users, ${plan.evaluations} evaluations x ${plan.users} users, ${

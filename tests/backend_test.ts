@@ -22,7 +22,7 @@ Deno.test("--backend auto: webgpu only on a hardware GPU, for fused steps, where
   // the general GPU step (a head, or more users a step than the K-space kernel's workgroup) is slower than wasm
   assert.equal(autoRule({ ...prism, oneLayer: false }, true).backend, "wasm");
   assert.equal(autoRule({ ...prism, usersPerStep: 65 }, true).backend, "wasm");
-  // one evaluation of a PRISM-size store: 0.2 s saved against ~2.5 s of set-up
+  // one evaluation of a PRISM-size store: 0.25 s saved against ~3 s of set-up
   const test = { ...prism, epochs: 0, evaluations: 1 };
   assert.equal(autoRule(test, true).backend, "wasm");
   assert.match(autoRule(test, true).reason, /not worth it/);
