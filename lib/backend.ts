@@ -146,7 +146,7 @@ export interface WorkPlan {
  * The rule `--backend auto` uses, from bench/gpu_check.ts on an NVIDIA H200 (wasm and
  * webgpu in one process, README "webgpu training on a GPU"; bench/results/gpu_check_h200.json):
  * - a webgpu epoch (one command buffer) saves about 0.35 ms per seen user over wasm
- *   (0.38 ms measured at 1,000 users, 0.52 ms at 10,000, 0.7 ms for mrm-p) and costs
+ *   (0.38-0.76 ms measured at 1,000 users, 0.52-0.54 ms at 10,000, 0.7 ms for mrm-p) and costs
  *   about 12 ms more (the epoch's one readback);
  * - an evaluation saves about 0.25 ms per user (0.27 s vs 0.016 s for 1,000 users);
  * - webgpu costs about 2.5 s once (the kernels' first compile and checks, the first
