@@ -87,7 +87,9 @@ await main(async () => {
                        there when missing (resumable; HF_TOKEN for gated repos, HF_ENDPOINT for a mirror)
   --precision P        Hugging Face folders: auto (f16 on a GPU with shader-f16, else f32), f32, f16,
                        or f16-weights (f16 weights, f32 arithmetic); weights are converted once into
-                       <model>/mrm-onnx-<weights>-<compute>/ (or --cache_dir)
+                       <model>/mrm-onnx-<weights>-<compute>/ (or --cache_dir). With the wgsl engine,
+                       f16 sums the GEMMs' 16-product slices in f16 (needs shader-f16; a few % faster),
+                       anything else keeps f32 arithmetic
   --engine E           Hugging Face folders: auto (wgsl on webgpu, onnx on wasm), wgsl (our own WebGPU
                        forward pass, f32 arithmetic on the checkpoint's weights), onnx (onnxruntime-web)
   --attention_gib G    attention-score memory of one forward pass (default 1); a sequence that needs

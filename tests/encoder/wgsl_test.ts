@@ -298,4 +298,24 @@ Deno.test("encoder picks the WGSL engine on webgpu for a Hugging Face folder; ag
     await gpu.dispose();
     await cpu.dispose();
   }
+  // --precision f16 reaches the WGSL engine as f16 GEMM arithmetic: refused, naming the
+  // feature, where the adapter lacks shader-f16; where it has it, the GEMMs run in f16
+  const adapter = await navigator.gpu.requestAdapter();
+  if (adapter?.features.has("shader-f16")) {
+    const f16 = await RewardEncoder.load(dir, { device: "webgpu", precision: "f16" });
+    try {
+      assert.equal((f16.engine as WebGpuEngine).gemmArith, "f16");
+    } finally {
+      await f16.dispose();
+    }
+  } else {
+    await assert.rejects(RewardEncoder.load(dir, { device: "webgpu", precision: "f16" }), /needs .*shader-f16/);
+  }
+  // other precisions keep f32 arithmetic there
+  const f32 = await RewardEncoder.load(dir, { device: "webgpu", precision: "f16-weights" });
+  try {
+    assert.equal((f32.engine as WebGpuEngine).gemmArith, "f32");
+  } finally {
+    await f32.dispose();
+  }
 });
