@@ -9,13 +9,20 @@
  *     --configs webgpu:f16,webgpu:f32,wasm:f32
  *
  * Configs: `wgsl` (this toolkit's WGSL engine), `wgsl+k32` / `wgsl+n256` (the same with
- * larger GEMM tiles, see TILE_VARIANTS), `wgsl+f16` (f16 GEMM arithmetic; variants combine,
- * as in `wgsl+f16+n256`), `webgpu:f16|f32` and `wasm:f32` (onnxruntime-web).
+ * larger GEMM tiles, see TILE_VARIANTS), `wgsl+f16` (f16 GEMM arithmetic), `wgsl+db` (every
+ * GEMM tile double-buffered); variants combine, as in `wgsl+f16+n256`; `webgpu:f16|f32` and
+ * `wasm:f32` (onnxruntime-web).
  */
 import { parseArgs } from "node:util";
 import { HfEngine } from "../lib/encoder/hf/engine.ts";
 import { WebGpuEngine } from "../lib/encoder/webgpu/engine.ts";
-import { GEMM_TILES, type GemmTile, LARGE_GEMM_TILES, tileName } from "../lib/encoder/webgpu/shaders.ts";
+import {
+  doubleBuffered,
+  GEMM_TILES,
+  type GemmTile,
+  LARGE_GEMM_TILES,
+  tileName,
+} from "../lib/encoder/webgpu/shaders.ts";
 import type { Precision } from "../lib/encoder/hf/graph.ts";
 
 const { values } = parseArgs({
@@ -102,9 +109,13 @@ for (const c of values.configs!.split(",")) {
         gemmArith: variants.includes("f16") ? "f16" : "f32",
       });
       e.profiling = false;
-      for (const variant of variants.filter((v) => v !== "f16")) {
+      for (const variant of variants.filter((v) => v !== "f16" && v !== "db")) {
         if (!TILE_VARIANTS[variant]) throw new Error(`unknown tile variant ${variant}`);
         e.tiles = { plain: TILE_VARIANTS[variant], swiglu: e.tiles.swiglu };
+      }
+      // `db`: every tile double-buffered (one barrier per k-slice), plain and SwiGLU
+      if (variants.includes("db")) {
+        e.tiles = { plain: doubleBuffered(e.tiles.plain), swiglu: doubleBuffered(e.tiles.swiglu) };
       }
       row.gemmArith = e.gemmArith;
       row.loadSeconds = e.loadSeconds;

@@ -15,6 +15,7 @@
 import * as ort from "onnxruntime-web/webgpu";
 import { gpuAdapter } from "../lib/encoder/device.ts";
 import {
+  doubleBuffered,
   GEMM_TILES,
   type GemmArith,
   gemmShader,
@@ -101,6 +102,8 @@ for (const [name, N, K, fused] of SHAPES) {
         arith: "f32" as GemmArith,
       })),
       ...(f16 ? defaults.map((t) => ({ t, arith: "f16" as GemmArith })) : []),
+      // on a hardware adapter, the default tiles double-buffered (one barrier per k-slice)
+      ...(hardware ? doubleBuffered(defaults).map((t) => ({ t, arith: "f32" as GemmArith })) : []),
     ];
     for (const { t, arith } of tiles) {
       const label = `wgsl ${arith === "f16" ? "f16 " : ""}${tileName(t)}`;

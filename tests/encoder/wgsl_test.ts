@@ -10,14 +10,18 @@ import {
   attentionBytes,
   attentionRows,
   attentionShader,
+  doubleBuffered,
   GEMM_TILE,
   GEMM_TILES,
   type GemmArith,
   gemmShader,
+  type GemmTile,
+  gemmWorkgroupBytes,
   LARGE_GEMM_TILES,
   pickTile,
   SWIGLU_TILES,
   tileName,
+  tilesWithin,
   type WeightDtype,
   weightLoader,
 } from "../../lib/encoder/webgpu/shaders.ts";
@@ -184,11 +188,20 @@ Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a flo
         t,
         arith: "f16-structure" as GemmArith,
       })),
+      // the double-buffered kernels (one barrier per k-slice), f32 and the f16 structure, on the
+      // small tile: like the large tiles, kept for GPU timings and slow to compile on a software
+      // adapter (38 and 82 s without a shader cache), so only with MRM_LARGE_TILES=1
+      ...(dtype === "BF16" && large.length ? doubleBuffered([GEMM_TILE]) : []).flatMap((t) =>
+        (["f32", "f16-structure"] as GemmArith[]).map((arith) => ({ t, arith }))
+      ),
     ];
+    // a tile's shape, whatever its stages
+    const shape = (t: GemmTile) => tileName({ ...t, stages: 1 });
+    const among = (t: GemmTile, list: GemmTile[]) => list.some((u) => shape(u) === shape(t));
     for (const { t, arith } of runs) {
       for (const kind of ["plain", "accumulate", "swiglu"] as const) {
-        if (kind === "swiglu" && !SWIGLU_TILES.includes(t)) continue;
-        if (kind !== "swiglu" && arith !== "f32" && !GEMM_TILES.includes(t)) continue;
+        if (kind === "swiglu" && !among(t, SWIGLU_TILES)) continue;
+        if (kind !== "swiglu" && arith !== "f32" && !among(t, GEMM_TILES)) continue;
         const code = gemmShader(dtype, kind === "swiglu" ? "swiglu" : "plain", t, arith);
         const Y = buf(y0), uni = buf(new Uint32Array([M, N, K, kind === "accumulate" ? 1 : 0]), 0x40 | 0x8);
         const bound = [uni, buf(x), W, Y, ...(kind === "swiglu" ? [U] : [])];
@@ -265,6 +278,21 @@ Deno.test("the tile rule: large tiles for large products, the smallest when noth
   assert.equal(pickTile(300, 1024, GEMM_TILES, 256), GEMM_TILE);
   assert.equal(pickTile(1024, 2048, GEMM_TILES, 256), GEMM_TILES[1]);
   assert.equal(pickTile(1024, 2048, [GEMM_TILE], 256), GEMM_TILE);
+});
+
+Deno.test("tiles needing more workgroup memory than the device gives are left out", () => {
+  const db = doubleBuffered(GEMM_TILES);
+  // 128 x 128 x 16 f32: 16 KiB single, 32 KiB double-buffered (16 KiB in f16)
+  assert.equal(gemmWorkgroupBytes(GEMM_TILES[0], "plain"), 16384);
+  assert.equal(gemmWorkgroupBytes(db[0], "plain"), 32768);
+  assert.equal(gemmWorkgroupBytes(SWIGLU_TILES[0], "swiglu"), 16384);
+  // WebGPU's default limit (16 KiB): the single-buffered tiles all fit, the double-buffered 128-row ones do not
+  assert.deepEqual(tilesWithin(GEMM_TILES, "plain", "f32", 16384), GEMM_TILES);
+  assert.deepEqual(tilesWithin(db, "plain", "f32", 16384).map(tileName), ["64x64x16/4x4/db"]);
+  assert.deepEqual(tilesWithin(db, "plain", "f16", 16384), db);
+  assert.deepEqual(tilesWithin(db, "plain", "f32", 32768), db);
+  // nothing fits: the small single-buffered tile
+  assert.deepEqual(tilesWithin([LARGE_GEMM_TILES.n256], "plain", "f32", 16384), [GEMM_TILE]);
 });
 
 Deno.test("encoder picks the WGSL engine on webgpu for a Hugging Face folder; agrees with the ONNX engine on wasm", async () => {

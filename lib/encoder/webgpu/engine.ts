@@ -28,6 +28,7 @@ import {
   ropeShader,
   SWIGLU_TILES,
   tileName,
+  tilesWithin,
   type WeightDtype,
 } from "./shaders.ts";
 
@@ -342,7 +343,8 @@ export class WebGpuEngine implements EncoderEngine {
     };
     const steps: { name: string; pipeline: Gpu; buffers: Gpu[]; grid: [number, number, number] }[] = [];
     const choose = (kind: "plain" | "swiglu", N: number, K: number) => {
-      const tile = pickTile(M, N, this.tiles[kind], this.minWorkgroups);
+      const limit = this.gpu.limits.maxComputeWorkgroupStorageSize;
+      const tile = pickTile(M, N, tilesWithin(this.tiles[kind], kind, this.gemmArith, limit), this.minWorkgroups);
       const key = `${kind} N=${N} K=${K}: ${tileName(tile)}`;
       this.tileUse[key] = (this.tileUse[key] ?? 0) + 1;
       return tile;

@@ -53,6 +53,13 @@ export interface GemmTile {
   bk: number;
   tm: number;
   tn: number;
+  /**
+   * workgroup-memory buffers per operand: 1 (the default: two barriers per k-slice, the
+   * next slice stored after the current one is used) or 2 (double-buffered: the next
+   * slice is stored into the other buffer while this one is read, one barrier per slice,
+   * twice the workgroup memory)
+   */
+  stages?: 1 | 2;
 }
 
 /** The small tile (256 threads, 4x4 outputs each): the fallback for small products and CI's software adapter. */
@@ -96,7 +103,31 @@ export function pickTile(M: number, N: number, tiles: GemmTile[], minWorkgroups:
 
 /** A short name of a tile, for logs and pipeline keys. */
 export function tileName(t: GemmTile): string {
-  return `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}`;
+  return `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${t.stages === 2 ? "/db" : ""}`;
+}
+
+/** The same tiles, double-buffered (GemmTile.stages = 2). */
+export function doubleBuffered(tiles: GemmTile[]): GemmTile[] {
+  return tiles.map((t) => ({ ...t, stages: 2 }));
+}
+
+/** Bytes of workgroup memory a GEMM tile's kernel declares (f32 tiles; half that for f16). */
+export function gemmWorkgroupBytes(t: GemmTile, kind: "plain" | "swiglu"): number {
+  return (t.stages ?? 1) * t.bk * (t.bm + (kind === "swiglu" ? 2 : 1) * t.bn) * 4;
+}
+
+/**
+ * The tiles whose kernels fit `limitBytes` of workgroup memory (the device's
+ * maxComputeWorkgroupStorageSize), in order; the small tile where none does.
+ */
+export function tilesWithin(
+  tiles: GemmTile[],
+  kind: "plain" | "swiglu",
+  arith: GemmArith,
+  limitBytes: number,
+): GemmTile[] {
+  const fits = tiles.filter((t) => gemmWorkgroupBytes(t, kind) * (arith === "f16" ? 0.5 : 1) <= limitBytes);
+  return fits.length ? fits : [GEMM_TILE];
 }
 
 /** WGSL binding and quad loader `fn <name>q(i) -> vec4<f32>` (elements 4i..4i+3) of a weight buffer. */
@@ -197,11 +228,16 @@ export function gemmShader(
     }
     return s.join("\n");
   };
-  const store = () => {
+  // the workgroup buffer a slice is stored to (`into`: 0 or 1, the second only with two
+  // stages) and read from (compute); the double-buffered loop is unrolled by two so that
+  // both buffers are at constant offsets
+  const db = t.stages === 2;
+  const store = (into: 0 | 1) => {
     const s: string[] = [];
     const put = (arr: string, reg: string, l: number, w4: number, rounds: number) => {
+      const off = into === 1 ? `${bk * w4}u + ` : "";
       s.push(`    { let q = tid + ${l * threads}u;${rounds * threads > w4 * bk4 ? ` if (q < ${w4 * bk4}u) {` : " {"}`);
-      s.push(`      let base = (q / ${w4}u) * ${4 * w4}u + q % ${w4}u;`);
+      s.push(`      let base = ${off}(q / ${w4}u) * ${4 * w4}u + q % ${w4}u;`);
       for (let c = 0; c < 4; c++) {
         const v = [0, 1, 2, 3].map((i) => `${reg}${l}_${i}.${LANE[c]}`).join(", ");
         s.push(`      ${arr}[base + ${c * w4}u] = vec4<${T}>(${v});`);
@@ -212,38 +248,42 @@ export function gemmShader(
     for (const m of mats) for (let l = 0; l < bRounds; l++) put(`${m}s`, `r${m}`, l, bn4, bRounds);
     return s.join("\n");
   };
-  const compute: string[] = [];
-  for (let k = 0; k < bk; k++) {
-    compute.push(`    {`);
-    for (let i = 0; i < tm / 4; i++) compute.push(`      let a${i} = As[${k * bm4}u + lid.y + ${i * ty}u];`);
-    for (let j = 0; j < tn / 4; j++) {
-      compute.push(`      let b${j} = Bs[${k * bn4}u + lid.x + ${j * tx}u];`);
-      if (two) compute.push(`      let c${j} = Cs[${k * bn4}u + lid.x + ${j * tx}u];`);
-    }
-    // f32: into the accumulators; f16: into the slice's sums (hcc, hcd)
-    const [sa, sd] = half ? ["hcc", "hcd"] : ["acc", "acd"];
-    for (let i = 0; i < tm / 4; i++) {
-      for (let r = 0; r < 4; r++) {
-        const a = `vec4<${T}>(a${i}.${LANE[r]})`, row = i * 4 + r;
-        for (let j = 0; j < tn / 4; j++) {
-          compute.push(`      ${sa}${row}_${j} = fma(${a}, b${j}, ${sa}${row}_${j});`);
-          if (two) compute.push(`      ${sd}${row}_${j} = fma(${a}, c${j}, ${sd}${row}_${j});`);
-        }
-      }
-    }
-    compute.push(`    }`);
-  }
-  if (half) {
-    // the slice's sums into the f32 accumulators, and reset
-    for (let r = 0; r < tm; r++) {
+  const computeFrom = (from: 0 | 1) => {
+    const compute: string[] = [];
+    for (let k = 0; k < bk; k++) {
+      compute.push(`    {`);
+      const ao = from === 1 ? `${bk * bm4}u + ` : "", bo = from === 1 ? `${bk * bn4}u + ` : "";
+      for (let i = 0; i < tm / 4; i++) compute.push(`      let a${i} = As[${ao}${k * bm4}u + lid.y + ${i * ty}u];`);
       for (let j = 0; j < tn / 4; j++) {
-        compute.push(`    acc${r}_${j} = acc${r}_${j} + vec4<f32>(hcc${r}_${j}); hcc${r}_${j} = vec4<T>(0.0);`);
-        if (two) {
-          compute.push(`    acd${r}_${j} = acd${r}_${j} + vec4<f32>(hcd${r}_${j}); hcd${r}_${j} = vec4<T>(0.0);`);
+        compute.push(`      let b${j} = Bs[${bo}${k * bn4}u + lid.x + ${j * tx}u];`);
+        if (two) compute.push(`      let c${j} = Cs[${bo}${k * bn4}u + lid.x + ${j * tx}u];`);
+      }
+      // f32: into the accumulators; f16: into the slice's sums (hcc, hcd)
+      const [sa, sd] = half ? ["hcc", "hcd"] : ["acc", "acd"];
+      for (let i = 0; i < tm / 4; i++) {
+        for (let r = 0; r < 4; r++) {
+          const a = `vec4<${T}>(a${i}.${LANE[r]})`, row = i * 4 + r;
+          for (let j = 0; j < tn / 4; j++) {
+            compute.push(`      ${sa}${row}_${j} = fma(${a}, b${j}, ${sa}${row}_${j});`);
+            if (two) compute.push(`      ${sd}${row}_${j} = fma(${a}, c${j}, ${sd}${row}_${j});`);
+          }
+        }
+      }
+      compute.push(`    }`);
+    }
+    if (half) {
+      // the slice's sums into the f32 accumulators, and reset
+      for (let r = 0; r < tm; r++) {
+        for (let j = 0; j < tn / 4; j++) {
+          compute.push(`    acc${r}_${j} = acc${r}_${j} + vec4<f32>(hcc${r}_${j}); hcc${r}_${j} = vec4<T>(0.0);`);
+          if (two) {
+            compute.push(`    acd${r}_${j} = acd${r}_${j} + vec4<f32>(hcd${r}_${j}); hcd${r}_${j} = vec4<T>(0.0);`);
+          }
         }
       }
     }
-  }
+    return compute.join("\n");
+  };
   const write: string[] = [];
   for (let i = 0; i < tm / 4; i++) {
     for (let r = 0; r < 4; r++) {
@@ -276,9 +316,9 @@ struct P { M: u32, N: u32, K: u32, accumulate: u32 }
 ${weightQuads("W", 2, dtype)}
 @group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
 ${two ? weightQuads("U", 4, dtype) : ""}
-var<workgroup> As: array<vec4<${T}>, ${bk * bm4}>;
-var<workgroup> Bs: array<vec4<${T}>, ${bk * bn4}>;
-${two ? `var<workgroup> Cs: array<vec4<${T}>, ${bk * bn4}>;` : ""}
+var<workgroup> As: array<vec4<${T}>, ${(db ? 2 : 1) * bk * bm4}>;
+var<workgroup> Bs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * bn4}>;
+${two ? `var<workgroup> Cs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * bn4}>;` : ""}
 
 @compute @workgroup_size(${tx}, ${ty})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -289,14 +329,41 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let N4 = p.N / 4u;
 ${lines.join("\n")}
 ${fetch("0u")}
-  for (var k0 = 0u; k0 < p.K; k0 = k0 + ${bk}u) {
+${
+    db
+      ? `${store(0)}
+  workgroupBarrier();
+  for (var k0 = 0u; k0 < p.K; k0 = k0 + ${2 * bk}u) {
+    let more = k0 + ${bk}u < p.K;
+    if (more) {
+${fetch(`(k0 + ${bk}u)`)}
+    }
+${computeFrom(0)}
+    if (more) {
+${store(1)}
+    }
     workgroupBarrier();
-${store()}
+    if (more) {
+      let more2 = k0 + ${2 * bk}u < p.K;
+      if (more2) {
+${fetch(`(k0 + ${2 * bk}u)`)}
+      }
+${computeFrom(1)}
+      if (more2) {
+${store(0)}
+      }
+      workgroupBarrier();
+    }
+  }`
+      : `  for (var k0 = 0u; k0 < p.K; k0 = k0 + ${bk}u) {
+    workgroupBarrier();
+${store(0)}
     workgroupBarrier();
     if (k0 + ${bk}u < p.K) {
 ${fetch(`(k0 + ${bk}u)`)}
     }
-${compute.join("\n")}
+${computeFrom(0)}
+  }`
   }
 ${write.join("\n")}
 }`;
