@@ -164,7 +164,9 @@ export type GemmArith = "f32" | "f16" | "f16-structure";
  * out of registers). Thread (x, y) owns row quads y + i*ty and column quads x + j*tx of
  * the tile, read from workgroup memory as vec4s. Each thread loads 4x4 blocks (4 rows x
  * one k-quad) of the next k-slice into registers while the current slice is multiplied,
- * and stores them transposed (k-major) so the inner loop reads vectors.
+ * and stores them transposed (k-major) so the inner loop reads vectors. With `t.stages = 2`
+ * the slices alternate between two workgroup buffers (loop unrolled by two), one barrier
+ * per slice.
  */
 export function gemmShader(
   dtype: WeightDtype,
