@@ -49,7 +49,12 @@ const adapterInfo = adapter
     device: adapter.info?.device,
     description: adapter.info?.description,
     f16: adapter.features.has("shader-f16"),
+    // every feature (is `subgroups` there?) and the workgroup-memory limit the GEMM tiles need
+    features: [...adapter.features].sort(),
+    subgroupSizes: [adapter.info?.subgroupMinSize, adapter.info?.subgroupMaxSize],
     maxBufferSize: adapter.limits.maxBufferSize,
+    maxComputeWorkgroupStorageSize: adapter.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: adapter.limits.maxComputeInvocationsPerWorkgroup,
   }
   : null;
 console.log("adapter:", JSON.stringify(adapterInfo));
