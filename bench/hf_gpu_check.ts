@@ -10,7 +10,8 @@
  *
  * Configs: `wgsl` (this toolkit's WGSL engine), `wgsl+k32` / `wgsl+n256` (the same with
  * larger GEMM tiles, see TILE_VARIANTS), `wgsl+f16` (f16 GEMM arithmetic), `wgsl+db` (every
- * GEMM tile double-buffered); variants combine, as in `wgsl+f16+n256`; `webgpu:f16|f32` and
+ * GEMM tile double-buffered), `wgsl+prev` (the first kernels: strided loads, 16-deep
+ * slices); variants combine, as in `wgsl+f16+prev`; `webgpu:f16|f32` and
  * `wasm:f32` (onnxruntime-web).
  */
 import { parseArgs } from "node:util";
@@ -21,6 +22,8 @@ import {
   GEMM_TILES,
   type GemmTile,
   LARGE_GEMM_TILES,
+  strided,
+  SWIGLU_TILES,
   tileName,
 } from "../lib/encoder/webgpu/shaders.ts";
 import type { Precision } from "../lib/encoder/hf/graph.ts";
@@ -114,7 +117,9 @@ for (const c of values.configs!.split(",")) {
         gemmArith: variants.includes("f16") ? "f16" : "f32",
       });
       e.profiling = false;
-      for (const variant of variants.filter((v) => v !== "f16" && v !== "db")) {
+      // `prev`: the first kernels (strided loads, 16-deep slices for f16 too), to time against in one process
+      if (variants.includes("prev")) e.tiles = { plain: strided(GEMM_TILES), swiglu: strided(SWIGLU_TILES) };
+      for (const variant of variants.filter((v) => !["f16", "db", "coop", "prev"].includes(v))) {
         if (!TILE_VARIANTS[variant]) throw new Error(`unknown tile variant ${variant}`);
         e.tiles = { plain: TILE_VARIANTS[variant], swiglu: e.tiles.swiglu };
       }

@@ -58,8 +58,9 @@ export interface EngineOptions {
    */
   attentionGiB?: number;
   /**
-   * Hugging Face folders: `wgsl` = this toolkit's own WebGPU forward pass (f32 arithmetic on
-   * the checkpoint's own weights, no conversion); `onnx` = the network built as ONNX on
+   * Hugging Face folders: `wgsl` = this toolkit's own WebGPU forward pass (on the
+   * checkpoint's own weights, no conversion; f32 arithmetic, or f16 k-slice sums with
+   * precision f16, and auto on a GPU with shader-f16); `onnx` = the network built as ONNX on
    * onnxruntime-web; `auto` = wgsl on the webgpu device, onnx on wasm @default "auto"
    */
   engine?: "auto" | "onnx" | "wgsl";
@@ -80,11 +81,13 @@ export async function openEngine(dir: string, opts: EngineOptions = {}): Promise
       if (!unsupported) {
         // software adapters compile large tiles very slowly: keep the default tile there
         const tile = adapter ? "auto" as const : GEMM_TILE;
+        // f16 arithmetic when asked, and for `auto` where the adapter has shader-f16: on an H200
+        // the 8B shape ran 1.47x faster than f32, its hidden states 9e-3 from fp32 (a sixth of bf16's error)
+        const p = opts.precision ?? "auto";
         return await WebGpuEngine.load(dir, {
           tile,
           log: opts.log,
-          // f32 unless asked: f16 was 6-9% faster on an H200 for the 8B shape, with a sixth of bf16's error
-          gemmArith: opts.precision === "f16" ? "f16" : "f32",
+          gemmArith: p === "f16" || (p === "auto" && adapter?.f16) ? "f16" : "f32",
         });
       }
       if (kind === "wgsl") throw new FormatError(dir, `the WebGPU engine does not support ${unsupported}`);

@@ -2,12 +2,14 @@
 import assert from "node:assert/strict";
 import {
   doubleBuffered,
+  F16_TILES,
   GEMM_TILE,
   GEMM_TILES,
   type GemmArith,
   gemmShader,
   type GemmTile,
   LARGE_GEMM_TILES,
+  strided,
   SWIGLU_TILES,
   tileName,
   type WeightDtype,
@@ -57,9 +59,15 @@ Deno.test("every GEMM tile, weight format and kind (=, +=, SwiGLU) matches a flo
       ...(dtype === "BF16" && large.length ? doubleBuffered([GEMM_TILE]) : []).flatMap((t) =>
         (["f32", "f16-structure"] as GemmArith[]).map((arith) => ({ t, arith }))
       ),
+      // the first kernels' strided loads (bench comparisons) on the small tile, f32 and the f16
+      // structure; the f16 tiles' 32-deep slices on the small tile
+      ...(dtype === "BF16" ? strided([GEMM_TILE]) : []).flatMap((t) =>
+        (["f32", "f16-structure"] as GemmArith[]).map((arith) => ({ t, arith }))
+      ),
+      ...(dtype === "BF16" ? F16_TILES.plain.slice(-1) : []).map((t) => ({ t, arith: "f16-structure" as GemmArith })),
     ];
     // a tile's shape, whatever its stages
-    const shape = (t: GemmTile) => tileName({ ...t, stages: 1 });
+    const shape = (t: GemmTile) => tileName({ ...t, stages: 1, coalesced: false, bk: 16 });
     const among = (t: GemmTile, list: GemmTile[]) => list.some((u) => shape(u) === shape(t));
     for (const { t, arith } of runs) {
       for (const kind of ["plain", "accumulate", "swiglu"] as const) {

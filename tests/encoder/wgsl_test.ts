@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { WebGpuEngine } from "../../lib/encoder/webgpu/engine.ts";
 import { GEMM_TILE } from "../../lib/encoder/webgpu/shaders.ts";
 import { RewardEncoder } from "../../lib/encoder/encoder.ts";
+import { gpuAdapter } from "../../lib/encoder/device.ts";
 import { hiddenErrors, tempDir } from "../helpers.ts";
 
 const FIX = new URL("../fixtures/hf/", import.meta.url).pathname;
@@ -63,7 +64,7 @@ Deno.test("encoder picks the WGSL engine on webgpu for a Hugging Face folder; ag
     }],
     [{ role: "user" as const, content: "hi" }, { role: "assistant" as const, content: "hello there" }],
   ];
-  const gpu = await RewardEncoder.load(dir, { device: "webgpu" });
+  const gpu = await RewardEncoder.load(dir, { device: "webgpu", precision: "f32" });
   const cpu = await RewardEncoder.load(dir, { device: "wasm" });
   try {
     assert.equal(gpu.engine.constructor.name, "WebGpuEngine");
@@ -90,11 +91,15 @@ Deno.test("encoder picks the WGSL engine on webgpu for a Hugging Face folder; ag
   } else {
     await assert.rejects(RewardEncoder.load(dir, { device: "webgpu", precision: "f16" }), /needs .*shader-f16/);
   }
-  // other precisions keep f32 arithmetic there
-  const f32 = await RewardEncoder.load(dir, { device: "webgpu", precision: "f16-weights" });
-  try {
-    assert.equal((f32.engine as WebGpuEngine).gemmArith, "f32");
-  } finally {
-    await f32.dispose();
+  // other precisions keep f32 arithmetic there; auto takes f16 on a GPU with shader-f16 and
+  // f32 elsewhere (this software adapter)
+  const hw = await gpuAdapter();
+  for (const [precision, want] of [["f16-weights", "f32"], ["auto", hw?.f16 ? "f16" : "f32"]] as const) {
+    const e = await RewardEncoder.load(dir, { device: "webgpu", precision });
+    try {
+      assert.equal((e.engine as WebGpuEngine).gemmArith, want, `precision ${precision}`);
+    } finally {
+      await e.dispose();
+    }
   }
 });

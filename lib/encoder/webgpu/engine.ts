@@ -19,6 +19,7 @@ import {
   attentionBytes,
   attentionRows,
   attentionShader,
+  F16_TILES,
   GEMM_TILE,
   GEMM_TILES,
   gemmShader,
@@ -72,9 +73,18 @@ export interface WebGpuEngineOptions {
    * shape: 6-9% more tokens/s, hidden states 8e-3 from fp32 (bf16's own error: 5e-2).
    * @default "f32"
    */
-  gemmArith?: "f32" | "f16";
+  gemmArith?: EngineArith;
   log?: (line: string) => void;
 }
+
+/** The GEMMs' arithmetic: f32, or f16 k-slice sums added into f32. */
+export type EngineArith = "f32" | "f16";
+
+/** The device features each arithmetic needs. */
+export const ARITH_FEATURES: Record<EngineArith, string[]> = {
+  f32: [],
+  f16: ["shader-f16"],
+};
 
 /** Seconds spent per kernel kind since load (profile mode). */
 export type KernelProfile = Record<string, { seconds: number; calls: number }>;
@@ -106,7 +116,7 @@ export class WebGpuEngine implements EncoderEngine {
   /** key rows per attention tile (16, or 8 where the adapter has less workgroup memory) */
   attentionKeys = 16;
   /** the GEMMs' arithmetic (see WebGpuEngineOptions.gemmArith) */
-  gemmArith: "f32" | "f16" = "f32";
+  gemmArith: EngineArith = "f32";
 
   private constructor(
     readonly spec: DecoderSpec,
@@ -139,11 +149,15 @@ export class WebGpuEngine implements EncoderEngine {
     if (!adapter) throw new FormatError(dir, "no WebGPU adapter (the WebGPU engine needs a GPU)");
     const lim = adapter.limits;
     const features = profile && adapter.features.has("timestamp-query") ? ["timestamp-query"] : [];
-    if (gemmArith === "f16" && !adapter.features.has("shader-f16")) {
-      throw new FormatError(dir, "f16 GEMM arithmetic needs an adapter with shader-f16, which this one lacks");
+    const lacking = ARITH_FEATURES[gemmArith].filter((f) => !adapter.features.has(f));
+    if (lacking.length) {
+      throw new FormatError(
+        dir,
+        `${gemmArith} GEMM arithmetic needs an adapter with ${lacking.join(" and ")}, which this one lacks`,
+      );
     }
     const gpu = await adapter.requestDevice({
-      requiredFeatures: [...features, ...(gemmArith === "f16" ? ["shader-f16"] : [])],
+      requiredFeatures: [...features, ...ARITH_FEATURES[gemmArith]],
       requiredLimits: {
         maxStorageBufferBindingSize: lim.maxStorageBufferBindingSize,
         maxBufferSize: lim.maxBufferSize,
@@ -213,6 +227,7 @@ export class WebGpuEngine implements EncoderEngine {
     );
     engine.profiling = engine.canProfile;
     engine.gemmArith = gemmArith;
+    if (gemmArith === "f16") engine.tiles = F16_TILES;
     if (tile !== "auto") engine.tiles = { plain: [tile], swiglu: [tile] };
     engine.minWorkgroups = minWorkgroups;
     const smem = lim.maxComputeWorkgroupStorageSize;
@@ -342,24 +357,23 @@ export class WebGpuEngine implements EncoderEngine {
       att: this.uniform([T, s.heads, s.kvHeads, { f: 1 / Math.sqrt(hd) }]),
     };
     const steps: { name: string; pipeline: Gpu; buffers: Gpu[]; grid: [number, number, number] }[] = [];
-    const choose = (kind: "plain" | "swiglu", N: number, K: number) => {
-      const limit = this.gpu.limits.maxComputeWorkgroupStorageSize;
-      const tile = pickTile(M, N, tilesWithin(this.tiles[kind], kind, this.gemmArith, limit), this.minWorkgroups);
-      const key = `${kind} N=${N} K=${K}: ${tileName(tile)}`;
-      this.tileUse[key] = (this.tileUse[key] ?? 0) + 1;
-      return tile;
+    const limit = this.gpu.limits.maxComputeWorkgroupStorageSize;
+    /** The kernel of one product: the first candidate tile that gives `minWorkgroups` workgroups. */
+    const choose = (kind: "plain" | "swiglu", N: number, K: number, dtype: WeightDtype) => {
+      const arith = this.gemmArith;
+      // tiles whose k-slice divides K (F16_TILES' 32-deep ones need K % 32 == 0)
+      const fit = tilesWithin(this.tiles[kind], kind, arith, limit).filter((t) => K % t.bk === 0);
+      const t = pickTile(M, N, fit.length ? fit : [GEMM_TILE], this.minWorkgroups);
+      const use = `${kind} N=${N} K=${K}: ${tileName(t)}`;
+      this.tileUse[use] = (this.tileUse[use] ?? 0) + 1;
+      return {
+        pipeline: this.pipeline(`${kind}:${dtype}:${tileName(t)}:${arith}`, () => gemmShader(dtype, kind, t, arith)),
+        grid: [Math.ceil(N / t.bn), Math.ceil(M / t.bm), 1] as [number, number, number],
+      };
     };
     const gemm = (w: GpuWeight, X: Gpu, Y: Gpu, uni: Gpu, N: number, K: number) => {
-      const tile = choose("plain", N, K);
-      steps.push({
-        name: "gemm",
-        pipeline: this.pipeline(
-          `gemm:${w.dtype}:${tileName(tile)}:${this.gemmArith}`,
-          () => gemmShader(w.dtype, "plain", tile, this.gemmArith),
-        ),
-        buffers: [uni, X, w.buffer, Y],
-        grid: [Math.ceil(N / tile.bn), Math.ceil(M / tile.bm), 1],
-      });
+      const k = choose("plain", N, K, w.dtype);
+      steps.push({ name: "gemm", pipeline: k.pipeline, buffers: [uni, X, w.buffer, Y], grid: k.grid });
     };
     const rms = (g: GpuWeight, X: Gpu, Y: Gpu) =>
       steps.push({
@@ -388,15 +402,12 @@ export class WebGpuEngine implements EncoderEngine {
       });
       gemm(l.o, a.att, a.x, u.o, D, s.heads * hd);
       rms(l.postNorm, a.x, a.h);
-      const st = choose("swiglu", s.intermediate, D);
+      const sw = choose("swiglu", s.intermediate, D, l.gate.dtype);
       steps.push({
         name: "gemm_swiglu",
-        pipeline: this.pipeline(
-          `swiglu:${l.gate.dtype}:${tileName(st)}:${this.gemmArith}`,
-          () => gemmShader(l.gate.dtype, "swiglu", st, this.gemmArith),
-        ),
+        pipeline: sw.pipeline,
         buffers: [u.gateUp, a.h, l.gate.buffer, a.act, l.up.buffer],
-        grid: [Math.ceil(s.intermediate / st.bn), Math.ceil(M / st.bm), 1],
+        grid: sw.grid,
       });
       gemm(l.down, a.act, a.x, u.down, D, s.intermediate);
     }

@@ -60,35 +60,72 @@ export interface GemmTile {
    * twice the workgroup memory)
    */
   stages?: 1 | 2;
+  /**
+   * how threads split a k-slice's global loads: true gives consecutive threads consecutive
+   * k-quads of the same rows (whole 32-byte sectors), with the workgroup tiles' rows padded
+   * by one vec4 so that the transposed stores spread over the banks; false (the first
+   * kernels') gives consecutive threads consecutive row quads, each 4 rows at one k-quad,
+   * so a warp's load touches 32 rows, 16 bytes each. Same sums in the same order either
+   * way; on an H200, coalesced loads made the 8B model's GEMMs 10-15% faster (f32) and
+   * 15-20% (f16).
+   */
+  coalesced?: boolean;
 }
 
 /** The small tile (256 threads, 4x4 outputs each): the fallback for small products and CI's software adapter. */
-export const GEMM_TILE: GemmTile = { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4 };
+export const GEMM_TILE: GemmTile = { bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, coalesced: true };
 
 /** Candidate tiles, largest first (all need K % 16 == 0). */
 export const GEMM_TILES: GemmTile[] = [
-  { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 },
-  { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 },
+  { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, coalesced: true },
+  { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4, coalesced: true },
   GEMM_TILE,
 ];
 
 /**
  * Larger tiles the default rule does not pick, kept for timing them end to end on a GPU
- * (bench/hf_gpu_check.ts, `wgsl+k32` / `wgsl+n256`): in the GEMM bench on an H200 they ran
- * the 8B shapes at 2048 tokens 1.5-1.9x faster than 128 x 128 x 16, and slower on small products.
+ * (bench/hf_gpu_check.ts, `wgsl+k32` / `wgsl+n256`). Timed alone on an H200 (steady
+ * clocks, bench/gemm_gpu_check.ts): with f32 arithmetic, 128 x 256 ran the 8B shapes at
+ * 2,048 rows 10-15% faster than 128 x 128 and at 1,080 rows 15% slower; a 32-deep slice
+ * changed f32 little (it is what f16 arithmetic uses, see F16_TILES).
  */
 export const LARGE_GEMM_TILES = {
   /** 128 x 128 with a 32-deep k-slice */
-  k32: { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8 },
+  k32: { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8, coalesced: true },
   /** 128 x 256, 8 x 16 outputs per thread */
-  n256: { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16 },
+  n256: { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16, coalesced: true },
 } as const satisfies Record<string, GemmTile>;
 
 /** Candidate tiles of the gate/up GEMM (two accumulators per output: half the columns of GEMM_TILES' first). */
 export const SWIGLU_TILES: GemmTile[] = [
-  { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 },
+  { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4, coalesced: true },
   GEMM_TILE,
 ];
+
+/**
+ * The tiles of f16 arithmetic: 32-deep k-slices (each slice's f16 sum holds 32 products
+ * before it is added into f32: half the flushes of 16-deep ones), and 128 threads of 8 x 8
+ * (or 8 x 4 two-product) outputs for the large products: the f16 sums take registers on
+ * top of the f32 ones, and a 128-thread workgroup's share lets more of them run on a
+ * compute unit at once. Timed alone on an H200 (bench/gemm_gpu_check.ts, 8B shapes):
+ * 36-45 TFLOP/s, against 28-40 for 256-thread 128 x 128 tiles and 22-31 for the f32
+ * kernels. Products whose K is not a multiple of 32 take GEMM_TILE.
+ */
+export const F16_TILES: { plain: GemmTile[]; swiglu: GemmTile[] } = {
+  plain: [
+    { bm: 128, bn: 64, bk: 32, tm: 8, tn: 8, coalesced: true },
+    { ...GEMM_TILE, bk: 32 },
+  ],
+  swiglu: [
+    { bm: 64, bn: 64, bk: 32, tm: 8, tn: 4, coalesced: true },
+    { ...GEMM_TILE, bk: 32 },
+  ],
+};
+
+/** The same tiles with the first kernels' loads (GemmTile.coalesced false), for comparisons. */
+export function strided(tiles: GemmTile[]): GemmTile[] {
+  return tiles.map((t) => ({ ...t, coalesced: false }));
+}
 
 /**
  * The tiles the engine uses for a product of M rows and N columns: the first tile of
@@ -96,14 +133,19 @@ export const SWIGLU_TILES: GemmTile[] = [
  * big product gets big tiles (more arithmetic per load) and a small one keeps the GPU's
  * cores busy; the last tile otherwise.
  */
-export function pickTile(M: number, N: number, tiles: GemmTile[], minWorkgroups: number): GemmTile {
+export function pickTile<T extends { bm: number; bn: number }>(
+  M: number,
+  N: number,
+  tiles: T[],
+  minWorkgroups: number,
+): T {
   for (const t of tiles) if (Math.ceil(M / t.bm) * Math.ceil(N / t.bn) >= minWorkgroups) return t;
   return tiles[tiles.length - 1];
 }
 
 /** A short name of a tile, for logs and pipeline keys. */
 export function tileName(t: GemmTile): string {
-  return `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${t.stages === 2 ? "/db" : ""}`;
+  return `${t.bm}x${t.bn}x${t.bk}/${t.tm}x${t.tn}${t.stages === 2 ? "/db" : ""}${t.coalesced ? "/c" : ""}`;
 }
 
 /** The same tiles, double-buffered (GemmTile.stages = 2). */
@@ -111,9 +153,15 @@ export function doubleBuffered(tiles: GemmTile[]): GemmTile[] {
   return tiles.map((t) => ({ ...t, stages: 2 }));
 }
 
+/** The same tiles with coalesced loads (GemmTile.coalesced). */
+export function coalesced(tiles: GemmTile[]): GemmTile[] {
+  return tiles.map((t) => ({ ...t, coalesced: true }));
+}
+
 /** Bytes of workgroup memory a GEMM tile's kernel declares (f32 tiles; half that for f16). */
 export function gemmWorkgroupBytes(t: GemmTile, kind: "plain" | "swiglu"): number {
-  return (t.stages ?? 1) * t.bk * (t.bm + (kind === "swiglu" ? 2 : 1) * t.bn) * 4;
+  const pad = t.coalesced ? 4 : 0;
+  return (t.stages ?? 1) * t.bk * (t.bm + pad + (kind === "swiglu" ? 2 : 1) * (t.bn + pad)) * 4;
 }
 
 /**
@@ -181,6 +229,11 @@ export function gemmShader(
   const tx = bn / tn, ty = bm / tm, threads = tx * ty;
   const bm4 = bm / 4, bn4 = bn / 4, bk4 = bk / 4;
   const two = kind === "swiglu";
+  // coalesced: thread q loads k-quad q % bk4 of row quad q / bk4; tile rows padded to w4 + 1 vec4s
+  const co = t.coalesced === true;
+  const [am4, an4] = co ? [bm4 + 1, bn4 + 1] : [bm4, bn4];
+  const rowQuad = (w4: number) => co ? `(q / ${bk4}u)` : `(q % ${w4}u)`;
+  const kQuad = (w4: number) => co ? `q % ${bk4}u` : `q / ${w4}u`;
   const aRounds = Math.ceil((bm4 * bk4) / threads), bRounds = Math.ceil((bn4 * bk4) / threads);
   const mats = two ? ["B", "C"] : ["B"];
   const lines: string[] = [];
@@ -206,7 +259,7 @@ export function gemmShader(
       s.push(
         `    { let q = tid + ${l * threads}u;${aRounds * threads > bm4 * bk4 ? ` if (q < ${bm4 * bk4}u) {` : " {"}`,
       );
-      s.push(`      let row = m0 + (q % ${bm4}u) * 4u; let kq = ${k0} / 4u + q / ${bm4}u;`);
+      s.push(`      let row = m0 + ${rowQuad(bm4)} * 4u; let kq = ${k0} / 4u + ${kQuad(bm4)};`);
       for (let i = 0; i < 4; i++) {
         s.push(
           `      ra${l}_${i} = ${
@@ -220,7 +273,7 @@ export function gemmShader(
       s.push(
         `    { let q = tid + ${l * threads}u;${bRounds * threads > bn4 * bk4 ? ` if (q < ${bn4 * bk4}u) {` : " {"}`,
       );
-      s.push(`      let col = n0 + (q % ${bn4}u) * 4u; let kq = ${k0} / 4u + q / ${bn4}u;`);
+      s.push(`      let col = n0 + ${rowQuad(bn4)} * 4u; let kq = ${k0} / 4u + ${kQuad(bn4)};`);
       for (let i = 0; i < 4; i++) {
         const idx = `min(col + ${i}u, p.N - 1u) * K4 + kq`, ok = `col + ${i}u < p.N`;
         s.push(`      rB${l}_${i} = ${toT(`select(vec4<f32>(0.0), Wq(${idx}), ${ok})`)};`);
@@ -236,29 +289,30 @@ export function gemmShader(
   const db = t.stages === 2;
   const store = (into: 0 | 1) => {
     const s: string[] = [];
-    const put = (arr: string, reg: string, l: number, w4: number, rounds: number) => {
-      const off = into === 1 ? `${bk * w4}u + ` : "";
+    // w4: row quads of the tile; p4: the stored row's length in vec4s (w4, or w4 + 1 padded)
+    const put = (arr: string, reg: string, l: number, w4: number, p4: number, rounds: number) => {
+      const off = into === 1 ? `${bk * p4}u + ` : "";
       s.push(`    { let q = tid + ${l * threads}u;${rounds * threads > w4 * bk4 ? ` if (q < ${w4 * bk4}u) {` : " {"}`);
-      s.push(`      let base = ${off}(q / ${w4}u) * ${4 * w4}u + q % ${w4}u;`);
+      s.push(`      let base = ${off}(${kQuad(w4)}) * ${4 * p4}u + ${rowQuad(w4)};`);
       for (let c = 0; c < 4; c++) {
         const v = [0, 1, 2, 3].map((i) => `${reg}${l}_${i}.${LANE[c]}`).join(", ");
-        s.push(`      ${arr}[base + ${c * w4}u] = vec4<${T}>(${v});`);
+        s.push(`      ${arr}[base + ${c * p4}u] = vec4<${T}>(${v});`);
       }
       s.push(`    } }`);
     };
-    for (let l = 0; l < aRounds; l++) put("As", "ra", l, bm4, aRounds);
-    for (const m of mats) for (let l = 0; l < bRounds; l++) put(`${m}s`, `r${m}`, l, bn4, bRounds);
+    for (let l = 0; l < aRounds; l++) put("As", "ra", l, bm4, am4, aRounds);
+    for (const m of mats) for (let l = 0; l < bRounds; l++) put(`${m}s`, `r${m}`, l, bn4, an4, bRounds);
     return s.join("\n");
   };
   const computeFrom = (from: 0 | 1) => {
     const compute: string[] = [];
     for (let k = 0; k < bk; k++) {
       compute.push(`    {`);
-      const ao = from === 1 ? `${bk * bm4}u + ` : "", bo = from === 1 ? `${bk * bn4}u + ` : "";
-      for (let i = 0; i < tm / 4; i++) compute.push(`      let a${i} = As[${ao}${k * bm4}u + lid.y + ${i * ty}u];`);
+      const ao = from === 1 ? `${bk * am4}u + ` : "", bo = from === 1 ? `${bk * an4}u + ` : "";
+      for (let i = 0; i < tm / 4; i++) compute.push(`      let a${i} = As[${ao}${k * am4}u + lid.y + ${i * ty}u];`);
       for (let j = 0; j < tn / 4; j++) {
-        compute.push(`      let b${j} = Bs[${bo}${k * bn4}u + lid.x + ${j * tx}u];`);
-        if (two) compute.push(`      let c${j} = Cs[${bo}${k * bn4}u + lid.x + ${j * tx}u];`);
+        compute.push(`      let b${j} = Bs[${bo}${k * an4}u + lid.x + ${j * tx}u];`);
+        if (two) compute.push(`      let c${j} = Cs[${bo}${k * an4}u + lid.x + ${j * tx}u];`);
       }
       // f32: into the accumulators; f16: into the slice's sums (hcc, hcd)
       const [sa, sd] = half ? ["hcc", "hcd"] : ["acc", "acd"];
@@ -318,9 +372,9 @@ struct P { M: u32, N: u32, K: u32, accumulate: u32 }
 ${weightQuads("W", 2, dtype)}
 @group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
 ${two ? weightQuads("U", 4, dtype) : ""}
-var<workgroup> As: array<vec4<${T}>, ${(db ? 2 : 1) * bk * bm4}>;
-var<workgroup> Bs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * bn4}>;
-${two ? `var<workgroup> Cs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * bn4}>;` : ""}
+var<workgroup> As: array<vec4<${T}>, ${(db ? 2 : 1) * bk * am4}>;
+var<workgroup> Bs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * an4}>;
+${two ? `var<workgroup> Cs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * an4}>;` : ""}
 
 @compute @workgroup_size(${tx}, ${ty})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
