@@ -1,7 +1,8 @@
 /**
  * A TFLOP/s table (markdown, stdout) of the GEMM bench: from the GPU-times file that
  * bench/wgsl_gemm_bench.ts writes with MRM_GEMM_GPU_TIMES (median kernel time), or from
- * `deno bench --json` output (mean wall time, which includes the submit round trip):
+ * `deno bench --json` output (mean wall time, which includes the submit round trip), or
+ * from bench/gemm_gpu_check.ts's result file (steady-state kernel times):
  *
  *   MRM_GEMM_GPU_TIMES=gpu.json deno bench -A --json bench/wgsl_gemm_bench.ts > wall.json
  *   deno run -A bench/gemm_table.ts gpu.json
@@ -18,7 +19,12 @@ if (!text.trim()) {
 }
 const data = JSON.parse(text);
 const rows: [string, string, number, number][] = [];
-if (Array.isArray(data.benches)) {
+if (Array.isArray(data.times)) {
+  for (const t of data.times as { shape: string; M: number; N: number; K: number; kernel: string; ms: number }[]) {
+    const gflop = 2 * t.M * t.N * t.K * (t.shape.includes("gate+up") ? 2 : 1) / 1e9;
+    rows.push([`${t.shape} [${t.M}x${t.K}]x[${t.K}x${t.N}] (${gflop.toFixed(2)} GFLOP)`, t.kernel, gflop, t.ms]);
+  }
+} else if (Array.isArray(data.benches)) {
   for (const b of data.benches) {
     const ok = b.results?.[0]?.ok;
     if (ok) rows.push([b.group, b.name, Number(/\(([\d.]+) GFLOP\)/.exec(b.group ?? "")?.[1]), ok.avg / 1e6]);

@@ -3,7 +3,8 @@
 # Runs on the GPU machine from the repository root, offline:
 #   bench/hf_gpu_check.sh OUTDIR "SHAPE@CONFIGS[@MAXSEQS] ..."
 # e.g. bench/hf_gpu_check.sh /tmp/out "qwen3-0.6b@wgsl,webgpu:f16 llama-3.1-8b@wgsl@8"
-# Environment: GEMM_BENCH=1 first runs bench/wgsl_gemm_bench.ts (table in OUTDIR/gemm_table.md);
+# Environment: GEMM_CHECK=1 first runs bench/gemm_gpu_check.ts (the GEMM kernels alone:
+# variants checked against float64 and timed in steady state; OUTDIR/gemm.json); GEMM_BENCH=1 runs bench/wgsl_gemm_bench.ts (table in OUTDIR/gemm_table.md);
 # BATCHES (1,4,8), BUDGET_S (60) and DENO_LIMIT (240) shape the timed runs.
 # Needs: .devcarry/gpu/deno.xz (the deno binary, xz), .devcarry/gpu/nm.tar.xz (node_modules
 # with tfjs, onnxruntime-web, onnx-proto and their dependencies), .gl/*.deb (Vulkan and GL
@@ -12,6 +13,10 @@ set -u
 out=${1:?output folder}; plan=${2:-"qwen3-0.6b@wgsl,webgpu:f16"}
 mkdir -p "$out"
 . bench/gpu_setup.sh
+if [ -n "${GEMM_CHECK:-}" ]; then
+  timeout "${GEMM_LIMIT:-180}" /tmp/deno run -A ${DENO_FLAGS:-} --no-check --node-modules-dir=manual bench/gemm_gpu_check.ts \
+    --out "$out/gemm.json" ${GEMM_ARGS:-} 2>&1 | tee "$out/gemm.log"
+fi
 if [ -n "${GEMM_BENCH:-}" ]; then
   # the GEMM alone, every tile, next to onnxruntime-web's MatMul (bench/wgsl_gemm_bench.ts)
   # (ours and onnxruntime-web's in two runs, so that slow session creation cannot starve ours)
