@@ -68,9 +68,10 @@ export interface WebGpuEngineOptions {
   /** the "auto" rule's threshold (about two workgroups per compute unit of a large GPU) @default 256 */
   minWorkgroups?: number;
   /**
-   * the GEMMs' arithmetic: "f32", or "f16" (each k-slice's products summed in f16, then
-   * added in f32; needs an adapter with `shader-f16`; see GemmArith). On an H200, 8B
-   * shape: 6-9% more tokens/s, hidden states 8e-3 from fp32 (bf16's own error: 5e-2).
+   * the GEMMs' arithmetic: "f32", or "f16" (each 32-deep k-slice's products summed in f16,
+   * then added in f32, on F16_TILES; needs an adapter with `shader-f16`; see GemmArith). On
+   * an H200, 8B shape: 1.4x the tokens/s of f32, hidden states 9e-3 from fp32 (bf16's own
+   * error: 5e-2). The encoder's `precision: "auto"` picks f16 where the adapter has it.
    * @default "f32"
    */
   gemmArith?: EngineArith;
