@@ -6,7 +6,9 @@
  * name carries its GFLOP: TFLOP/s = GFLOP / (time in ms). Wall times include Deno's ~12 ms
  * submit-and-wait round trip; with MRM_GEMM_GPU_TIMES=FILE the kernels' own GPU times
  * (timestamp queries) are written there, and bench/gemm_table.ts turns that file, or
- * `deno bench --json` output, into a TFLOP/s table. The "gate+up" rows are the fused
+ * `deno bench --json` output, into a TFLOP/s table. Deno bench runs each kernel with idle
+ * gaps, so GPU clocks may be down: to rank kernels against each other, use
+ * bench/gemm_gpu_check.ts (warm clocks, back-to-back dispatches). The "gate+up" rows are the fused
  * SwiGLU kernel (two products). On a software adapter only a small shape runs (llvmpipe
  * timings say nothing about GPUs).
  *
@@ -16,10 +18,13 @@ import * as ort from "onnxruntime-web/webgpu";
 import { gpuAdapter } from "../lib/encoder/device.ts";
 import {
   doubleBuffered,
+  F16_TILES,
   GEMM_TILES,
   type GemmArith,
   gemmShader,
   type GemmTile,
+  LARGE_GEMM_TILES,
+  strided,
   SWIGLU_TILES,
   tileName,
 } from "../lib/encoder/webgpu/shaders.ts";
@@ -29,19 +34,16 @@ const hardware = await gpuAdapter();
 // MRM_GEMM_BENCH=ort times only onnxruntime-web (its sessions take a while to create); =wgsl only ours
 const only = Deno.env.get("MRM_GEMM_BENCH");
 const ORT_SHAPES = ["0.6b qkv", "8b o", "8b down"];
-// larger tiles the engine does not use yet, timed to see whether they would pay
+// larger tiles the engine does not use, timed to see whether they would pay (coalesced loads, as the engine's)
 const EXTRA_TILES: GemmTile[] = [
-  { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8 },
-  { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8 },
-  { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16 },
+  LARGE_GEMM_TILES.k32,
+  { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8, coalesced: true },
+  LARGE_GEMM_TILES.n256,
 ];
-const EXTRA_SWIGLU: GemmTile[] = [{ bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 }, {
-  bm: 64,
-  bn: 128,
-  bk: 16,
-  tm: 4,
-  tn: 8,
-}];
+const EXTRA_SWIGLU: GemmTile[] = [
+  { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, coalesced: true },
+  { bm: 64, bn: 128, bk: 16, tm: 4, tn: 8, coalesced: true },
+];
 const TOKENS = hardware ? [256, 2048] : [64];
 // [name, N, K, fused gate+up]
 const SHAPES: [string, number, number, boolean][] = hardware
@@ -101,9 +103,13 @@ for (const [name, N, K, fused] of SHAPES) {
         t,
         arith: "f32" as GemmArith,
       })),
-      ...(f16 ? defaults.map((t) => ({ t, arith: "f16" as GemmArith })) : []),
-      // on a hardware adapter, the default tiles double-buffered (one barrier per k-slice)
-      ...(hardware ? doubleBuffered(defaults).map((t) => ({ t, arith: "f32" as GemmArith })) : []),
+      // the engine's f16 tiles (32-deep slices, 128-thread tiles for large products)
+      ...(f16 ? F16_TILES[fused ? "swiglu" : "plain"].map((t) => ({ t, arith: "f16" as GemmArith })) : []),
+      // on a hardware adapter, the first tile with the first kernels' strided loads, and double-buffered
+      ...(hardware ? [...strided(defaults.slice(0, 1)), ...doubleBuffered(defaults.slice(0, 1))] : []).map((t) => ({
+        t,
+        arith: "f32" as GemmArith,
+      })),
     ];
     for (const { t, arith } of tiles) {
       const label = `wgsl ${arith === "f16" ? "f16 " : ""}${tileName(t)}`;
