@@ -12,7 +12,6 @@ import {
   pickTile,
   strided,
   SWIGLU_TILES,
-  tileName,
   tilesWithin,
   type WeightDtype,
   weightLoader,
