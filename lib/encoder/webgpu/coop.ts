@@ -29,7 +29,7 @@
  * A software adapter has no cooperative matrices, so these kernels can only be checked
  * on a GPU.
  */
-import type { WeightDtype } from "./shaders.ts";
+import { type WeightDtype, weightQuads } from "./shaders.ts";
 
 /** The device feature that enables cooperative matrices in Deno's WebGPU (wgpu). */
 export const COOP_FEATURE = "wgpu-cooperative-matrix";
@@ -100,19 +100,6 @@ export function checkCoopTile(t: CoopTile): void {
       `cooperative tile ${coopTileName(t)}: the k-slice's quads must split evenly over ${threads} threads`,
     );
   }
-}
-
-/** Weight binding and quad loader (elements 4i..4i+3 of row-major [N,K], as f32). */
-function weightQuads(name: string, binding: number, dtype: WeightDtype): string {
-  if (dtype === "F32") {
-    return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>;
-fn ${name}q(i: u32) -> vec4<f32> { return ${name}[i]; }`;
-  }
-  const widen = dtype === "F16"
-    ? `return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));`
-    : `return vec4<f32>(bitcast<f32>(v.x << 16u), bitcast<f32>(v.x & 0xffff0000u), bitcast<f32>(v.y << 16u), bitcast<f32>(v.y & 0xffff0000u));`;
-  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec2<u32>>;
-fn ${name}q(i: u32) -> vec4<f32> { let v = ${name}[i]; ${widen} }`;
 }
 
 /**

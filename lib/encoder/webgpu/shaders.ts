@@ -179,7 +179,7 @@ export function tilesWithin(
 }
 
 /** WGSL binding and quad loader `fn <name>q(i) -> vec4<f32>` (elements 4i..4i+3) of a weight buffer. */
-function weightQuads(name: string, binding: number, dtype: WeightDtype): string {
+export function weightQuads(name: string, binding: number, dtype: WeightDtype): string {
   if (dtype === "F32") {
     return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>;
 fn ${name}q(i: u32) -> vec4<f32> { return ${name}[i]; }`;
