@@ -29,7 +29,7 @@
  * A software adapter has no cooperative matrices, so these kernels can only be checked
  * on a GPU.
  */
-import { type WeightDtype, weightQuads } from "./shaders.ts";
+import { gemmBindings, type WeightDtype } from "./shaders.ts";
 
 /** The device feature that enables cooperative matrices in Deno's WebGPU (wgpu). */
 export const COOP_FEATURE = "wgpu-cooperative-matrix";
@@ -242,12 +242,7 @@ export function coopGemmShader(
   }
   return `enable f16;
 enable wgpu_cooperative_matrix;
-struct P { M: u32, N: u32, K: u32, accumulate: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
-${weightQuads("W", 2, dtype)}
-@group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
-${two ? weightQuads("U", 4, dtype) : ""}
+${gemmBindings(dtype, two)}
 var<workgroup> As: array<f16, ${bm * AP}>;
 var<workgroup> Bs: array<f16, ${bn * AP}>;
 ${two ? `var<workgroup> Cs: array<f16, ${bn * AP}>;` : ""}

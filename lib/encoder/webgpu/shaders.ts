@@ -179,7 +179,7 @@ export function tilesWithin(
 }
 
 /** WGSL binding and quad loader `fn <name>q(i) -> vec4<f32>` (elements 4i..4i+3) of a weight buffer. */
-export function weightQuads(name: string, binding: number, dtype: WeightDtype): string {
+function weightQuads(name: string, binding: number, dtype: WeightDtype): string {
   if (dtype === "F32") {
     return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<f32>>;
 fn ${name}q(i: u32) -> vec4<f32> { return ${name}[i]; }`;
@@ -189,6 +189,20 @@ fn ${name}q(i: u32) -> vec4<f32> { return ${name}[i]; }`;
     : `return vec4<f32>(bitcast<f32>(v.x << 16u), bitcast<f32>(v.x & 0xffff0000u), bitcast<f32>(v.y << 16u), bitcast<f32>(v.y & 0xffff0000u));`;
   return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec2<u32>>;
 fn ${name}q(i: u32) -> vec4<f32> { let v = ${name}[i]; ${widen} }`;
+}
+
+/**
+ * The GEMM kernels' bindings (every GEMM kernel, scalar or cooperative, has these, so the
+ * engine can swap kernels): uniform P = (M, N, K, accumulate), X f32 [M,K], W [N,K] in its
+ * checkpoint dtype, Y f32 [M,N], and for SwiGLU (`two`) U, the up projection.
+ */
+export function gemmBindings(dtype: WeightDtype, two: boolean): string {
+  return `struct P { M: u32, N: u32, K: u32, accumulate: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
+${weightQuads("W", 2, dtype)}
+@group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
+${two ? weightQuads("U", 4, dtype) : ""}`;
 }
 
 const LANE = ["x", "y", "z", "w"];
@@ -366,12 +380,7 @@ export function gemmShader(
     ? "alias T = f32;\n"
     : "";
   return `${prelude}
-struct P { M: u32, N: u32, K: u32, accumulate: u32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> X: array<vec4<f32>>;
-${weightQuads("W", 2, dtype)}
-@group(0) @binding(3) var<storage, read_write> Y: array<vec4<f32>>;
-${two ? weightQuads("U", 4, dtype) : ""}
+${gemmBindings(dtype, two)}
 var<workgroup> As: array<vec4<${T}>, ${(db ? 2 : 1) * bk * am4}>;
 var<workgroup> Bs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * an4}>;
 ${two ? `var<workgroup> Cs: array<vec4<${T}>, ${(db ? 2 : 1) * bk * an4}>;` : ""}
